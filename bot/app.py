@@ -1,0 +1,225 @@
+"""Composition root: ShopBot builds the store, Stripe gateway, services, web server and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from aiohttp import web
+from discord.ext import commands
+
+from bot.clock import Clock, SystemClock
+from bot.config import DISCORD_API, Settings
+from bot.delivery import DeliveryWorker
+from bot.discord_adapter import DiscordAdapter
+from bot.fulfilment import Fulfilment
+from bot.inbox import Inbox
+from bot.members import MemberService
+from bot.payments import StripeGateway
+from bot.shop import ShopService
+from bot.store import Store
+from bot.tasks import TaskGroup
+from bot.web import Metrics, WebDeps, make_app
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.errors", "cogs.buyer", "cogs.admin", "cogs.members")
+
+
+class StartupError(Exception):
+    """A start-up step failed; the message is the one line the operator sees."""
+
+
+class ShopBot(commands.Bot):
+    """The whole process: gateway client + web server + background workers on one loop."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.members = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            chunk_guilds_at_startup=False,
+            max_messages=None,
+        )
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.store = Store(settings.database.path, self.clock)
+        self.metrics = Metrics()
+        self.background = TaskGroup()
+        self._web_runner: web.AppRunner | None = None
+        discord.http.Route.BASE = settings.discord.api_base.rstrip("/")
+
+    async def setup_hook(self) -> None:
+        """Ordered start: store → services → cogs → command sync → web → workers."""
+        await self.store.open()
+        settings = self.settings
+        self.payments = StripeGateway(
+            settings.stripe.secret_key.get_secret_value(),
+            settings.stripe.webhook_secret.get_secret_value(),
+            settings.stripe.api_base,
+        )
+        self.fulfilment = Fulfilment(settings)
+        self.shop = ShopService(self.store, self.payments, settings, self.clock)
+        self.members_service = MemberService(self.store, self.fulfilment)
+        self.worker = DeliveryWorker(
+            self.store,
+            DiscordAdapter(self),
+            self.clock,
+            on_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
+        )
+        self.inbox = Inbox(self.store, self.payments, self.fulfilment, self.worker.wake)
+        self._watch_member_updates()
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self._sync_commands()
+        await self._start_web()
+        await self._point_gateway()
+        self.background.start(self.inbox.run(), name="inbox")
+        self.background.start(self.worker.run(), name="delivery")
+
+    async def close(self) -> None:
+        """Reverse order: workers and cogs, then Discord, then the web server, then the DB."""
+        await self.background.close()
+        for extension in list(self.extensions):
+            await self.unload_extension(extension)
+        await super().close()
+        if self._web_runner is not None:
+            await self._web_runner.cleanup()
+            self._web_runner = None
+        await self.store.close()
+
+    # start-up steps --------------------------------------------------------------------
+
+    async def _start_web(self) -> None:
+        deps = WebDeps(
+            store=self.store,
+            inbox=self.inbox,
+            metrics=self.metrics,
+            gateway_connected=lambda: self.is_ready() and not self.is_closed(),
+            guild_link=lambda guild_id: f"https://discord.com/channels/{guild_id}",
+        )
+        self._web_runner = web.AppRunner(make_app(deps), access_log=None)
+        await self._web_runner.setup()
+        http = self.settings.http
+        try:
+            await web.TCPSite(self._web_runner, http.host, http.port).start()
+        except OSError as exc:
+            raise StartupError(
+                f"http.port: cannot listen on {http.host}:{http.port} ({exc.strerror})"
+            ) from None
+        log.info("web server listening on %s:%s", http.host, http.port)
+
+    async def _point_gateway(self) -> None:
+        """Use discord.gateway_url; else ask a non-Discord api_base where its gateway is."""
+        url = self.settings.discord.gateway_url
+        if not url and self.settings.discord.api_base.rstrip("/") != DISCORD_API:
+            data: Any = await self.http.request(discord.http.Route("GET", "/gateway/bot"))
+            url = data["url"]
+        if url:
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+
+    async def _sync_commands(self) -> None:
+        """Sync the command tree only when its payload changed since the last sync."""
+        guild_ids = self.settings.discord.command_guild_ids
+        scopes: list[discord.Object | None] = [discord.Object(g) for g in guild_ids] or [None]
+        for scope in scopes:
+            if scope is not None:
+                self.tree.copy_global_to(guild=scope)
+            payload = [c.to_dict(self.tree) for c in self.tree.get_commands(guild=scope)]
+            digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+            key = f"commands:{self.application_id}:{scope.id if scope else 'global'}"
+            async with self.store.reading() as tx:
+                if await tx.get_meta(key) == digest:
+                    continue
+            await self.tree.sync(guild=scope)
+            async with self.store.transaction() as tx:
+                await tx.set_meta(key, digest)
+            log.info("synced %d commands to %s", len(payload), scope.id if scope else "global")
+
+    def _watch_member_updates(self) -> None:
+        """Dispatch `raw_member_update(guild_id, user_id, pending)` for every member update.
+
+        With the member cache off, discord.py drops GUILD_MEMBER_UPDATE for uncached members,
+        but we need it to see a member finish membership screening.
+        """
+        parsers = self._connection.parsers
+        original = parsers["GUILD_MEMBER_UPDATE"]
+
+        def parse(data: Any) -> None:
+            original(data)
+            self.dispatch(
+                "raw_member_update",
+                int(data["guild_id"]),
+                int(data["user"]["id"]),
+                bool(data.get("pending", False)),
+            )
+
+        parsers["GUILD_MEMBER_UPDATE"] = parse
+
+
+async def check_connectivity(settings: Settings) -> list[str]:
+    """For `shopbot check`: reach Discord and Stripe with the configured keys."""
+    lines = []
+    headers = {"Authorization": f"Bot {settings.discord.token.get_secret_value()}"}
+    base = settings.discord.api_base.rstrip("/")
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(f"{base}/users/@me", headers=headers) as response:
+                if response.status == 200:
+                    user = await response.json()
+                    lines.append(f"discord: ok, logged in as {user.get('username')}")
+                else:
+                    lines.append(f"discord: FAILED, HTTP {response.status} (check discord.token)")
+        except aiohttp.ClientError as exc:
+            lines.append(f"discord: FAILED, cannot reach {base}: {type(exc).__name__}")
+    gateway = StripeGateway(
+        settings.stripe.secret_key.get_secret_value(),
+        settings.stripe.webhook_secret.get_secret_value(),
+        settings.stripe.api_base,
+    )
+    try:
+        account = await gateway.client.v1.accounts.retrieve_current_async()
+        lines.append(f"stripe: ok, account {account.id}")
+    except Exception as exc:
+        lines.append(f"stripe: FAILED, {type(exc).__name__} (check stripe.secret_key)")
+    return lines
+
+
+async def run_bot(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT; every start-up failure becomes a StartupError line."""
+    bot = ShopBot(settings)
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def stop(signame: str) -> None:
+        if not stopping:
+            log.info("%s received: shutting down", signame)
+            stopping.append(loop.create_task(bot.close()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        async with bot:
+            await bot.start(settings.discord.token.get_secret_value())
+    except discord.LoginFailure:
+        raise StartupError("discord.token was rejected by Discord (check the bot token)") from None
+    except discord.PrivilegedIntentsRequired:
+        raise StartupError(
+            "enable the Server Members intent for the bot in the Developer Portal"
+        ) from None
+    except (OSError, discord.GatewayNotFound, discord.HTTPException) as exc:
+        raise StartupError(f"cannot connect to Discord: {type(exc).__name__}: {exc}") from None
+    finally:
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)

@@ -1,0 +1,90 @@
+"""The `shopbot` command line: run, check, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bot.config import Settings, config_path, load_settings
+from bot.errors import ConfigError
+from bot.log import setup_logging
+from bot.store import DatabaseTooNew, Store
+
+log = logging.getLogger("shopbot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shopbot", description="Discord shop bot with Stripe.")
+    parser.add_argument("--config", help="config file (default $SHOPBOT_CONFIG or ./config.toml)")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("run", help="run the bot")
+    verbs.add_parser("check", help="validate config and reach Discord and Stripe")
+    verbs.add_parser("migrate", help="apply database migrations")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(config_path(args.config))
+        setup_logging(settings.log.level, settings.log.json_format, _secrets(settings))
+        if args.verb == "run":
+            return asyncio.run(_run(settings))
+        if args.verb == "check":
+            return asyncio.run(_check(settings))
+        return asyncio.run(_migrate(settings))
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}")
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(line: str) -> int:
+    print(f"shopbot: {line}", file=sys.stderr)
+    return 2
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [
+        settings.discord.token.get_secret_value(),
+        settings.stripe.secret_key.get_secret_value(),
+        settings.stripe.webhook_secret.get_secret_value(),
+    ]
+
+
+async def _run(settings: Settings) -> int:
+    from bot.app import StartupError, run_bot  # discord-heavy import only for `run`
+
+    try:
+        await run_bot(settings)
+    except (StartupError, DatabaseTooNew) as exc:
+        return _fail(str(exc))
+    log.info("stopped")
+    return 0
+
+
+async def _check(settings: Settings) -> int:
+    from bot.app import check_connectivity
+
+    print(f"config: ok (database {settings.database.path}, public url {settings.http.public_url})")
+    lines = await check_connectivity(settings)
+    for line in lines:
+        print(line)
+    return 1 if any("FAILED" in line for line in lines) else 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from bot.clock import SystemClock
+
+    store = Store(settings.database.path, SystemClock())
+    try:
+        await store.open()
+        version = await store.db.migrate()
+    except DatabaseTooNew as exc:
+        return _fail(str(exc))
+    finally:
+        await store.close()
+    print(f"database {settings.database.path} is at schema version {version}")
+    return 0

@@ -1,0 +1,193 @@
+"""Settings: config.toml plus SHOPBOT_* environment overrides, validated by pydantic."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bot.errors import ConfigError
+
+DISCORD_API = "https://discord.com/api/v10"
+STRIPE_API = "https://api.stripe.com"
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors (they are usually typos)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DiscordSettings(Section):
+    """[discord]: how to reach Discord."""
+
+    token: SecretStr
+    api_base: str = DISCORD_API
+    gateway_url: str = ""
+    command_guild_ids: list[int] = []
+    admin_role_ids: list[int] = []
+
+    @field_validator("token")
+    @classmethod
+    def _token_present(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class StripeSettings(Section):
+    """[stripe]: API keys and webhook secret."""
+
+    secret_key: SecretStr
+    webhook_secret: SecretStr
+    api_base: str = STRIPE_API
+
+    @field_validator("secret_key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("sk_live_", "sk_test_", "rk_")):
+            raise ValueError("must start with sk_live_, sk_test_ or rk_")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("whsec_"):
+            raise ValueError("must start with whsec_")
+        return value
+
+
+class HttpSettings(Section):
+    """[http]: the embedded web server."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver must listen publicly by default
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    public_url: str
+
+    @field_validator("public_url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class DatabaseSettings(Section):
+    """[database]: the SQLite file."""
+
+    path: Path = Path("data/shop.db")
+
+
+class ShopSettings(Section):
+    """[shop]: business rules."""
+
+    checkout_expiry_minutes: Annotated[int, Field(ge=30, le=1440)] = 30
+    default_currency: str = "usd"
+    claim_expiry_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 72
+    subscription_grace_hours: Annotated[int, Field(ge=0, le=24 * 60)] = 24
+    max_open_checkouts: Annotated[int, Field(ge=1, le=50)] = 3
+
+    @field_validator("default_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) != 3 or not value.isalpha():
+            raise ValueError("must be a 3-letter ISO currency code like usd")
+        return value
+
+
+class LogSettings(Section):
+    """[log]: verbosity and format."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(default=False, alias="json")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """All of shopbot's configuration (SPEC §2)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPBOT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+
+    discord: DiscordSettings
+    stripe: StripeSettings
+    http: HttpSettings
+    database: DatabaseSettings = DatabaseSettings()
+    shop: ShopSettings = ShopSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def config_path(cli_path: str | None) -> Path:
+    """--config, else $SHOPBOT_CONFIG, else ./config.toml."""
+    return Path(cli_path or os.environ.get("SHOPBOT_CONFIG") or "config.toml")
+
+
+def load_settings(path: Path) -> Settings:
+    """Load and validate settings; raise ConfigError with one line naming the key."""
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path if path.is_file() else None)
+
+    try:
+        return _FromFile()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def _describe(exc: ValidationError, path: Path) -> str:
+    """One line naming the first bad key, e.g. `discord.token: required`."""
+    error = exc.errors()[0]
+    loc = _first_required_leaf([str(part) for part in error["loc"]])
+    key = ".".join(loc)
+    env = "SHOPBOT_" + "__".join(part.upper() for part in loc)
+    if error["type"] == "missing":
+        where = f"set it in {path} or {env}" if path.is_file() else f"{path} not found; set {env}"
+        return f"{key} is required ({where})"
+    if error["type"] == "extra_forbidden":
+        return f"{key} is not a known setting (check the spelling in {path})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}: {message}"
+
+
+def _first_required_leaf(loc: list[str]) -> list[str]:
+    """Extend a path to a missing section (`discord`) to its first required key."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return loc
+        if not issubclass(field.annotation, BaseModel):
+            return loc
+        model = field.annotation
+    required = [name for name, field in model.model_fields.items() if field.is_required()]
+    return [*loc, required[0]] if required and model is not Settings else loc

@@ -1,0 +1,253 @@
+"""DeliveryWorker: claim due jobs → run the action on Discord → complete, retry or fail.
+
+At-least-once with idempotent effects: a job is marked completed only after its effect
+succeeded; a job found `running` at startup (the process died mid-job) runs again, which is
+safe because role grants are idempotent PUTs. Jobs of one guild run in order, one at a
+time; guilds run side by side so one guild's rate limit never slows another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Protocol
+
+from bot.clock import Clock
+from bot.errors import MemberMissing, PermanentFailure, TransientFailure
+from bot.fulfilment import queue_receipt
+from bot.messages import receipt_text
+from bot.models import EntitlementStatus, Job, JobStatus, Stage
+from bot.store import Store
+from bot.tasks import TaskGroup
+
+log = logging.getLogger(__name__)
+
+
+class DiscordActions(Protocol):
+    """What delivery needs from Discord (implemented in bot/discord_adapter.py)."""
+
+    async def wait_ready(self) -> None: ...
+    async def add_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None: ...
+    async def remove_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None: ...
+    async def send_dm(self, user_id: int, content: str) -> None: ...
+    async def send_channel(self, channel_id: int, content: str) -> None: ...
+    async def kick(self, guild_id: int, user_id: int, reason: str) -> None: ...
+    async def ban(self, guild_id: int, user_id: int, reason: str) -> None: ...
+    async def create_invite(self, channel_id: int, reason: str) -> str: ...
+
+
+class DeliveryWorker:
+    """Runs the durable delivery queue."""
+
+    def __init__(
+        self,
+        store: Store,
+        discord: DiscordActions,
+        clock: Clock,
+        *,
+        base_delay: float = 2.0,
+        max_delay: float = 900.0,
+        on_outcome: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.discord = discord
+        self.clock = clock
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._on_outcome = on_outcome or (lambda kind, outcome: None)
+        self._wake = asyncio.Event()
+        self._guild_tasks: dict[int, asyncio.Task[None]] = {}
+        self._tasks = TaskGroup()
+        self._handlers: dict[str, Callable[[Job], Awaitable[None]]] = {
+            "grant_role": self._grant_role,
+            "receipt": self._receipt,
+            "send_message": self._send_message,
+            "kick": self._kick,
+            "ban": self._ban,
+            "create_invite": self._create_invite,
+        }
+
+    def wake(self) -> None:
+        """New work was queued: look now rather than at the next timer."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Forever: requeue jobs a crash left running, then dispatch due jobs per guild."""
+        await self.discord.wait_ready()
+        async with self.store.transaction() as tx:
+            requeued = await tx.jobs.requeue_running()
+        if requeued:
+            log.info("requeued %d jobs left running by a previous process", requeued)
+        try:
+            while True:
+                self._wake.clear()
+                async with self.store.transaction() as tx:
+                    await tx.jobs.expire_overdue()
+                    due = await tx.jobs.due(limit=500)
+                    next_at = await tx.jobs.next_due_at()
+                for guild_id in dict.fromkeys(job.guild_id for job in due):
+                    if guild_id not in self._guild_tasks:
+                        self._guild_tasks[guild_id] = self._tasks.start(
+                            self._drain_guild(guild_id), name=f"delivery-{guild_id}"
+                        )
+                timeout = 30.0
+                if next_at is not None and not due:
+                    timeout = min(timeout, max(0.05, (next_at - self.clock.now()).total_seconds()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            await self._tasks.close()
+
+    async def _drain_guild(self, guild_id: int) -> None:
+        try:
+            while True:
+                async with self.store.reading() as tx:
+                    jobs = [job for job in await tx.jobs.due(limit=500) if job.guild_id == guild_id]
+                if not jobs:
+                    return
+                for job in jobs:
+                    await self.execute(job)
+        finally:
+            self._guild_tasks.pop(guild_id, None)
+            self._wake.set()
+
+    async def execute(self, job: Job) -> str:
+        """Run one job once; return the outcome recorded."""
+        async with self.store.transaction() as tx:
+            attempt = await tx.jobs.start(job.id)
+        if attempt is None:
+            return "skipped"
+        handler = self._handlers.get(job.kind)
+        outcome, status, error, retry_at, waiting = (
+            "completed",
+            JobStatus.COMPLETED,
+            None,
+            None,
+            False,
+        )
+        try:
+            if handler is None:
+                raise PermanentFailure(f"unknown job kind {job.kind!r}")
+            await handler(job)
+        except MemberMissing:
+            outcome, status, waiting = "waiting", JobStatus.PENDING, True
+            error = "member is not in the server; waiting for them to join"
+        except PermanentFailure as exc:
+            outcome, status, error = "failed", JobStatus.FAILED, str(exc)
+        except TransientFailure as exc:
+            outcome, status, error = "retry", JobStatus.PENDING, str(exc)
+            retry_at = self.clock.now() + timedelta(seconds=self._backoff(job, exc.retry_after))
+        except asyncio.CancelledError:
+            raise  # left `running`; requeued at the next start
+        except Exception as exc:
+            log.exception("job %s (%s) crashed", job.id, job.kind)
+            outcome, status, error = "retry", JobStatus.PENDING, f"internal error: {exc!r}"[:300]
+            retry_at = self.clock.now() + timedelta(seconds=self._backoff(job, None))
+        async with self.store.transaction() as tx:
+            await tx.jobs.finish(
+                job.id,
+                attempt,
+                status=status,
+                outcome=outcome,
+                error=error,
+                retry_at=retry_at,
+                waiting_for_member=waiting,
+            )
+            if outcome == "completed" and job.kind == "grant_role" and job.entitlement_id:
+                entitlement = await tx.entitlements.get(job.entitlement_id)
+                if entitlement is not None:
+                    await tx.entitlements.record_grant(entitlement, int(job.payload["role_id"]))
+            if outcome in ("completed", "failed"):
+                await tx.audit.add(
+                    f"job.{outcome}",
+                    guild_id=job.guild_id,
+                    user_id=job.user_id,
+                    job_id=job.id,
+                    kind=job.kind,
+                    order_id=job.order_id,
+                    error=error,
+                )
+                await self._maybe_queue_receipt(tx, job)
+        if outcome != "completed":
+            log.info("job %s (%s) %s: %s", job.id, job.kind, outcome, error)
+        self._on_outcome(job.kind, outcome)
+        return outcome
+
+    async def _maybe_queue_receipt(self, tx: object, job: Job) -> None:
+        """When the last on_purchase job of an order ends, the buyer's receipt follows."""
+        if job.order_id is None or job.payload.get("stage") != Stage.ON_PURCHASE:
+            return
+        open_jobs = await tx.jobs.of_member(
+            job.guild_id,
+            job.user_id,  # type: ignore[attr-defined]
+            (JobStatus.PENDING, JobStatus.RUNNING),
+        )
+        if any(other.order_id == job.order_id and other.kind != "receipt" for other in open_jobs):
+            return
+        order = await tx.orders.get(job.order_id)  # type: ignore[attr-defined]
+        if order is not None:
+            await queue_receipt(tx, order)  # type: ignore[arg-type]
+
+    def _backoff(self, job: Job, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return max(retry_after, 0.05)
+        delay = min(self.base_delay * 2 ** max(job.attempts, 0), self.max_delay)
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+
+    # handlers --------------------------------------------------------------------------
+
+    async def _grant_role(self, job: Job) -> None:
+        async with self.store.reading() as tx:
+            entitlement = await tx.entitlements.get(job.entitlement_id or 0)
+        if entitlement is None or entitlement.status != EntitlementStatus.ACTIVE:
+            raise PermanentFailure("access ended before the role could be given")
+        await self.discord.add_role(
+            job.guild_id,
+            job.user_id,
+            int(job.payload["role_id"]),
+            reason=f"shopbot: order #{job.order_id}",
+        )
+
+    async def _receipt(self, job: Job) -> None:
+        async with self.store.reading() as tx:
+            order = await tx.orders.get(job.order_id or 0)
+            product = await tx.products.get(order.product_id) if order else None
+            jobs = (
+                await tx.jobs.of_member(job.guild_id, order.recipient_id or 0, tuple(JobStatus))
+                if order
+                else []
+            )
+        if order is None or product is None:
+            raise PermanentFailure("the order behind this receipt is gone")
+        failed = [j for j in jobs if j.order_id == order.id and j.status == JobStatus.FAILED]
+        try:
+            await self.discord.send_dm(order.buyer_id, receipt_text(order, product, failed))
+        except PermanentFailure as exc:  # DMs closed: the purchase itself is fine
+            log.info("receipt for order %s not delivered: %s", order.id, exc)
+
+    async def _send_message(self, job: Job) -> None:
+        text = str(job.payload.get("message") or "")
+        channel_id = job.payload.get("channel_id")
+        if channel_id:
+            await self.discord.send_channel(
+                int(channel_id), text.replace("{user}", f"<@{job.user_id}>")
+            )
+        else:
+            await self.discord.send_dm(job.user_id, text)
+
+    async def _kick(self, job: Job) -> None:
+        await self.discord.kick(job.guild_id, job.user_id, reason=f"shopbot: order #{job.order_id}")
+
+    async def _ban(self, job: Job) -> None:
+        await self.discord.ban(job.guild_id, job.user_id, reason=f"shopbot: order #{job.order_id}")
+
+    async def _create_invite(self, job: Job) -> None:
+        channel_id = job.payload.get("channel_id")
+        if not channel_id:
+            raise PermanentFailure("create_invite action has no channel")
+        url = await self.discord.create_invite(int(channel_id), reason=f"order #{job.order_id}")
+        await self.discord.send_dm(job.user_id, f"Here is your invite: {url}")

@@ -1,0 +1,81 @@
+"""Prices: parse decimal strings into integer minor units per currency, and format them."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from bot.errors import InvalidInput
+
+# Stripe's zero- and three-decimal currencies; every other currency has two decimals.
+ZERO_DECIMAL = frozenset(
+    [
+        "bif",
+        "clp",
+        "djf",
+        "gnf",
+        "jpy",
+        "kmf",
+        "krw",
+        "mga",
+        "pyg",
+        "rwf",
+        "ugx",
+        "vnd",
+        "vuv",
+        "xaf",
+        "xof",
+        "xpf",
+    ]
+)
+THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+MAX_MINOR_UNITS = 99_999_999  # Stripe's limit on amount for a single charge
+_PRICE = re.compile(r"-?\d{1,12}(\.\d{1,12})?")
+
+
+def decimals(currency: str) -> int:
+    currency = currency.lower()
+    if currency in ZERO_DECIMAL:
+        return 0
+    return 3 if currency in THREE_DECIMAL else 2
+
+
+def normalize_currency(text: str) -> str:
+    code = text.strip().lower()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise InvalidInput(f"`{text[:20]}` is not a currency code; use three letters like usd.")
+    return code
+
+
+def parse_price(text: str, currency: str) -> int:
+    """`"4.99", "usd"` → 499; `"500", "jpy"` → 500. Raises InvalidInput with a clear reason."""
+    cleaned = text.strip()
+    if not _PRICE.fullmatch(cleaned):
+        raise InvalidInput(f"`{text[:20]}` is not a price; write it like `4.99`.")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise InvalidInput(f"`{text[:20]}` is not a price; write it like `4.99`.") from None
+    if value <= 0:
+        raise InvalidInput("The price must be more than zero.")
+    places = decimals(currency)
+    minor = value.scaleb(places)
+    if minor != minor.to_integral_value():
+        unit = "whole units" if places == 0 else f"at most {places} decimal places"
+        raise InvalidInput(f"{currency.upper()} prices take {unit}; `{text[:20]}` has more.")
+    amount = int(minor)
+    if amount > MAX_MINOR_UNITS:
+        raise InvalidInput(
+            "That price is too large; the most Stripe accepts is "
+            f"{format_price(MAX_MINOR_UNITS, currency)}."
+        )
+    return amount
+
+
+def format_price(amount: int, currency: str) -> str:
+    """499, "usd" → `4.99 USD`."""
+    places = decimals(currency)
+    if places == 0:
+        return f"{amount:,} {currency.upper()}"
+    whole, frac = divmod(amount, 10**places)
+    return f"{whole:,}.{frac:0{places}d} {currency.upper()}"

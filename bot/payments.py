@@ -1,0 +1,179 @@
+"""The payment gateway: what shopbot needs from Stripe, and the StripeClient implementation."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import stripe
+
+from bot.errors import PaymentError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    """Everything needed to open a Checkout Session for one of our orders."""
+
+    order_id: int
+    guild_id: int
+    buyer_id: int
+    recipient_id: int
+    product_id: int
+    product_name: str
+    description: str
+    amount: int
+    currency: str
+    mode: str  # "payment" | "subscription"
+    interval: str | None
+    trial_days: int | None
+    stripe_price_id: str | None
+    allow_promotion_codes: bool
+    success_url: str
+    cancel_url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSession:
+    id: str
+    url: str
+
+
+class PaymentGateway(Protocol):
+    """The Stripe operations the shop uses; tests point the real one at a fake server."""
+
+    async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    async def expire_checkout(self, session_id: str) -> None: ...
+
+    def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]: ...
+
+
+class InvalidSignature(Exception):
+    """The webhook payload is not signed by Stripe with our secret, or is stale/malformed."""
+
+
+class StripeGateway:
+    """StripeClient with async methods, retries and per-order idempotency keys."""
+
+    def __init__(self, secret_key: str, webhook_secret: str, api_base: str) -> None:
+        self._client = stripe.StripeClient(
+            secret_key,
+            http_client=stripe.AIOHTTPClient(),
+            base_addresses={"api": api_base},
+            max_network_retries=2,
+        )
+        self._webhook_secret = webhook_secret
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        return self._client
+
+    async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """Create the session; the idempotency key makes a retry return the same one."""
+        metadata = {
+            "order_id": str(request.order_id),
+            "guild_id": str(request.guild_id),
+            "user_id": str(request.buyer_id),
+            "recipient_id": str(request.recipient_id),
+            "product_id": str(request.product_id),
+        }
+        params: dict[str, Any] = {
+            "mode": request.mode,
+            "line_items": [_line_item(request)],
+            "client_reference_id": str(request.order_id),
+            "metadata": metadata,
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "expires_at": int(request.expires_at.timestamp()),
+        }
+        if request.allow_promotion_codes:
+            params["allow_promotion_codes"] = True
+        if request.mode == "subscription":
+            subscription_data: dict[str, Any] = {"metadata": metadata}
+            if request.trial_days:
+                subscription_data["trial_period_days"] = request.trial_days
+            params["subscription_data"] = subscription_data
+        else:
+            params["payment_intent_data"] = {"metadata": metadata}
+        try:
+            session = await self._client.v1.checkout.sessions.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"checkout:{request.order_id}"},
+            )
+        except stripe.StripeError as exc:
+            log.warning(
+                "stripe refused checkout for order %s: %s",
+                request.order_id,
+                exc.user_message or exc.__class__.__name__,
+            )
+            raise PaymentError(_user_message(exc)) from None
+        if not session.url:
+            raise PaymentError("Stripe did not return a checkout link; please try again.")
+        return CheckoutSession(id=session.id, url=session.url)
+
+    async def expire_checkout(self, session_id: str) -> None:
+        try:
+            await self._client.v1.checkout.sessions.expire_async(session_id)
+        except stripe.StripeError as exc:
+            raise PaymentError(_user_message(exc)) from None
+
+    def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
+        """Check the Stripe-Signature header with the SDK; return the event as a dict."""
+        try:
+            text = payload.decode("utf-8")
+            stripe.WebhookSignature.verify_header(
+                text, signature, self._webhook_secret, stripe.Webhook.DEFAULT_TOLERANCE
+            )
+            event = json.loads(text)
+        except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
+            raise InvalidSignature(str(exc)[:200]) from None
+        if not isinstance(event, dict) or not _looks_like_event(event):
+            raise InvalidSignature("payload is not a Stripe event")
+        return event
+
+
+def _looks_like_event(event: dict[str, Any]) -> bool:
+    data = event.get("data")
+    return (
+        isinstance(event.get("id"), str)
+        and isinstance(event.get("type"), str)
+        and isinstance(event.get("created"), int)
+        and isinstance(data, dict)
+        and isinstance(data.get("object"), dict)
+    )
+
+
+def _line_item(request: CheckoutRequest) -> dict[str, Any]:
+    if request.stripe_price_id:
+        return {"price": request.stripe_price_id, "quantity": 1}
+    product_data: dict[str, Any] = {"name": request.product_name}
+    if request.description:
+        product_data["description"] = request.description[:500]
+    price_data: dict[str, Any] = {
+        "currency": request.currency,
+        "unit_amount": request.amount,
+        "product_data": product_data,
+    }
+    if request.mode == "subscription":
+        price_data["recurring"] = {"interval": request.interval}
+    return {"price_data": price_data, "quantity": 1}
+
+
+def _user_message(exc: stripe.StripeError) -> str:
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return "The shop's payment setup is broken (Stripe rejected our key); tell an admin."
+    if isinstance(exc, stripe.APIConnectionError):
+        return "Stripe could not be reached; nothing was charged. Please try again in a minute."
+    if isinstance(exc, stripe.RateLimitError):
+        return "Stripe is busy right now; nothing was charged. Please try again in a minute."
+    if isinstance(exc, stripe.InvalidRequestError):
+        return (
+            "Stripe refused this checkout (the product's price setup may be wrong); tell an admin."
+        )
+    return "Stripe had a problem creating your checkout; nothing was charged. Please try again."

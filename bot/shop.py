@@ -1,0 +1,321 @@
+"""ShopService: the catalog, starting checkouts, claims and what a member owns."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.errors import Conflict, InvalidInput, NotFound, PaymentError
+from bot.models import (
+    Entitlement,
+    Job,
+    Kind,
+    Order,
+    OrderStatus,
+    Product,
+)
+from bot.money import format_price, normalize_currency, parse_price
+from bot.payments import CheckoutRequest, PaymentGateway
+from bot.store import Store, Tx
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 80
+MAX_DESCRIPTION = 500
+MAX_STOCK = 1_000_000
+MAX_DAYS = 3650
+CLAIM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+@dataclass(frozen=True, slots=True)
+class ProductDraft:
+    """Validated input for a new product."""
+
+    name: str
+    price: str
+    currency: str | None = None
+    role_id: int | None = None
+    kind: str = Kind.ONE_TIME
+    interval: str | None = None
+    duration_days: int | None = None
+    trial_days: int | None = None
+    description: str | None = None
+    stock: int | None = None
+    allow_promotion_codes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Purchases:
+    """What /purchases shows."""
+
+    orders: list[tuple[Order, Product | None]]
+    entitlements: list[tuple[Entitlement, Product | None]]
+    pending_jobs: list[Job]
+
+
+def new_claim_code() -> str:
+    raw = "".join(secrets.choice(CLAIM_ALPHABET) for _ in range(8))
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidInput("The product needs a name.")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"Product names can be at most {MAX_NAME} characters.")
+    return name
+
+
+def _check_range(label: str, value: int | None, low: int, high: int) -> None:
+    if value is not None and not low <= value <= high:
+        raise InvalidInput(f"`{label}` must be between {low} and {high}.")
+
+
+class ShopService:
+    """Business rules for the catalog and for buying; imports nothing from discord."""
+
+    def __init__(
+        self, store: Store, payments: PaymentGateway, settings: Settings, clock: Clock
+    ) -> None:
+        self.store = store
+        self.payments = payments
+        self.settings = settings
+        self.clock = clock
+
+    # catalog -------------------------------------------------------------------------
+
+    async def add_product(self, guild_id: int, actor_id: int, draft: ProductDraft) -> Product:
+        """Validate and create a product (+ its grant_role action); nothing is written on error."""
+        name = _clean_name(draft.name)
+        currency = normalize_currency(draft.currency or self.settings.shop.default_currency)
+        amount = parse_price(draft.price, currency)
+        if draft.kind not in set(Kind):
+            raise InvalidInput("`kind` must be one_time, timed or subscription.")
+        if draft.kind == Kind.SUBSCRIPTION and not draft.interval:
+            raise InvalidInput("A subscription needs an `interval` (day, week, month or year).")
+        if draft.kind != Kind.SUBSCRIPTION and (draft.interval or draft.trial_days):
+            raise InvalidInput("`interval` and `trial_days` only apply to subscriptions.")
+        if draft.kind == Kind.TIMED and not draft.duration_days:
+            raise InvalidInput("Timed access needs `duration_days`.")
+        if draft.kind != Kind.TIMED and draft.duration_days:
+            raise InvalidInput("`duration_days` only applies to the timed kind.")
+        _check_range("duration_days", draft.duration_days, 1, MAX_DAYS)
+        _check_range("trial_days", draft.trial_days, 1, 730)
+        _check_range("stock", draft.stock, 0, MAX_STOCK)
+        description = (draft.description or "").strip()
+        if len(description) > MAX_DESCRIPTION:
+            raise InvalidInput(f"Descriptions can be at most {MAX_DESCRIPTION} characters.")
+        try:
+            async with self.store.transaction() as tx:
+                product = await tx.products.add(
+                    guild_id=guild_id,
+                    name=name,
+                    description=description,
+                    price_amount=amount,
+                    currency=currency,
+                    kind=draft.kind,
+                    interval=draft.interval,
+                    duration_days=draft.duration_days,
+                    trial_days=draft.trial_days,
+                    stock=draft.stock,
+                    allow_promotion_codes=int(draft.allow_promotion_codes),
+                )
+                if draft.role_id is not None:
+                    await tx.products.add_action(
+                        product.id, type="grant_role", stage="on_purchase", role_id=draft.role_id
+                    )
+                await tx.audit.add(
+                    "product.add",
+                    guild_id=guild_id,
+                    actor_id=actor_id,
+                    product_id=product.id,
+                    name=name,
+                    amount=amount,
+                    currency=currency,
+                    role_id=draft.role_id,
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"A product named **{name}** already exists here.") from None
+        return product
+
+    async def edit_product(self, guild_id: int, actor_id: int, ref: str, **changes: Any) -> Product:
+        """Apply the given (non-None) changes; the price is parsed in the product's currency."""
+        product = await self.resolve_product(guild_id, ref)
+        updates: dict[str, Any] = {}
+        if changes.get("name") is not None:
+            updates["name"] = _clean_name(changes["name"])
+        if changes.get("price") is not None:
+            if product.kind == Kind.SUBSCRIPTION and product.stripe_price_id:
+                raise InvalidInput("This subscription uses a Stripe price; change it in Stripe.")
+            updates["price_amount"] = parse_price(changes["price"], product.currency)
+        if changes.get("description") is not None:
+            description = changes["description"].strip()
+            if len(description) > MAX_DESCRIPTION:
+                raise InvalidInput(f"Descriptions can be at most {MAX_DESCRIPTION} characters.")
+            updates["description"] = description
+        if changes.get("stock") is not None:
+            _check_range("stock", changes["stock"], 0, MAX_STOCK)
+            updates["stock"] = changes["stock"]
+        if changes.get("active") is not None:
+            updates["active"] = int(bool(changes["active"]))
+        if not updates:
+            raise InvalidInput("Nothing to change: give at least one option to edit.")
+        try:
+            async with self.store.transaction() as tx:
+                product = await tx.products.update(product.id, **updates)
+                await tx.audit.add(
+                    "product.edit",
+                    guild_id=guild_id,
+                    actor_id=actor_id,
+                    product_id=product.id,
+                    changes=updates,
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"A product named **{updates.get('name')}** already exists.") from None
+        return product
+
+    async def remove_product(self, guild_id: int, actor_id: int, ref: str) -> Product:
+        """Archive: no longer for sale or listed; orders and entitlements stay."""
+        product = await self.resolve_product(guild_id, ref)
+        async with self.store.transaction() as tx:
+            await tx.products.archive(product.id)
+            await tx.audit.add(
+                "product.remove",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                product_id=product.id,
+                name=product.name,
+            )
+        return product
+
+    async def list_products(self, guild_id: int, *, active_only: bool = False) -> list[Product]:
+        async with self.store.reading() as tx:
+            return await tx.products.list(guild_id, active_only=active_only)
+
+    async def product_roles(self, product_id: int) -> list[int]:
+        async with self.store.reading() as tx:
+            actions = await tx.products.actions(product_id, "on_purchase")
+        return [a.role_id for a in actions if a.type == "grant_role" and a.role_id]
+
+    async def resolve_product(self, guild_id: int, ref: str, *, for_sale: bool = False) -> Product:
+        """A product of this guild by id (what autocomplete sends) or by name."""
+        ref = (ref or "").strip()
+        async with self.store.reading() as tx:
+            product = None
+            if ref.isdigit():
+                product = await tx.products.get(int(ref))
+                if product and (product.guild_id != guild_id or product.archived):
+                    product = None
+            if product is None:
+                product = await tx.products.by_name(guild_id, ref)
+        if product is None:
+            raise NotFound(f"There is no product called `{ref[:MAX_NAME]}` here.")
+        if for_sale and not product.active:
+            raise Conflict(f"**{product.name}** is not for sale right now.")
+        return product
+
+    # buying --------------------------------------------------------------------------
+
+    async def start_checkout(
+        self, guild_id: int, buyer_id: int, ref: str, gift_to: int | None = None
+    ) -> tuple[Order, Product]:
+        """Create a pending order and its Stripe Checkout Session; return the order with its URL.
+
+        On a Stripe error the order is marked failed and its stock returned.
+        """
+        product = await self.resolve_product(guild_id, ref, for_sale=True)
+        recipient = gift_to or buyer_id
+        now = self.clock.now()
+        expires_at = now + timedelta(minutes=self.settings.shop.checkout_expiry_minutes)
+        async with self.store.transaction() as tx:
+            await self._refuse_if_busy(tx, guild_id, buyer_id, recipient, product)
+            if not await tx.products.take_stock(product.id):
+                raise Conflict(f"**{product.name}** is sold out.")
+            order = await tx.orders.create(
+                guild_id=guild_id,
+                buyer_id=buyer_id,
+                recipient_id=recipient,
+                product_id=product.id,
+                amount=product.price_amount,
+                currency=product.currency,
+            )
+            await tx.orders.update(order.id, checkout_expires_at=expires_at)
+        base = self.settings.http.public_url
+        request = CheckoutRequest(
+            order_id=order.id,
+            guild_id=guild_id,
+            buyer_id=buyer_id,
+            recipient_id=recipient,
+            product_id=product.id,
+            product_name=product.name,
+            description=product.description,
+            amount=product.price_amount,
+            currency=product.currency,
+            mode="subscription" if product.kind == Kind.SUBSCRIPTION else "payment",
+            interval=product.interval,
+            trial_days=product.trial_days,
+            stripe_price_id=product.stripe_price_id,
+            allow_promotion_codes=product.allow_promotion_codes,
+            success_url=f"{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=f"{base}/checkout/cancel?order={order.id}",
+            expires_at=expires_at,
+        )
+        try:
+            session = await self.payments.create_checkout(request)
+        except PaymentError as exc:
+            async with self.store.transaction() as tx:
+                await tx.orders.update(
+                    order.id,
+                    only_if_status=(OrderStatus.PENDING,),
+                    status=OrderStatus.FAILED,
+                    failure_reason=exc.user_message,
+                )
+                await tx.products.return_stock(product.id)
+            raise
+        async with self.store.transaction() as tx:
+            await tx.orders.update(order.id, stripe_session_id=session.id, checkout_url=session.url)
+            await tx.audit.add(
+                "checkout.start",
+                guild_id=guild_id,
+                user_id=recipient,
+                actor_id=buyer_id,
+                order_id=order.id,
+                session_id=session.id,
+            )
+            order = await tx.orders.get(order.id)
+        assert order is not None
+        return order, product
+
+    async def _refuse_if_busy(
+        self, tx: Tx, guild_id: int, buyer_id: int, recipient: int, product: Product
+    ) -> None:
+        open_orders = await tx.orders.open_checkouts(guild_id, buyer_id)
+        limit = self.settings.shop.max_open_checkouts
+        if len(open_orders) >= limit:
+            raise Conflict(
+                f"You already have {len(open_orders)} checkout links open. Finish or wait for "
+                f"them to expire (links last {self.settings.shop.checkout_expiry_minutes} min)."
+            )
+        if product.kind == Kind.SUBSCRIPTION:
+            for entitlement in await tx.entitlements.active_of_member(guild_id, recipient):
+                if entitlement.product_id == product.id:
+                    when = entitlement.ends_at.strftime("%Y-%m-%d") if entitlement.ends_at else "-"
+                    raise Conflict(
+                        f"That subscription to **{product.name}** is already active; "
+                        f"it renews on {when}. Use /manage to change it."
+                    )
+
+    def describe_price(self, product: Product) -> str:
+        price = format_price(product.price_amount, product.currency)
+        if product.kind == Kind.SUBSCRIPTION:
+            return f"{price} / {product.interval}"
+        if product.kind == Kind.TIMED:
+            return f"{price} for {product.duration_days} days"
+        return price

@@ -1,0 +1,38 @@
+"""Shared helpers for repositories."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from bot.clock import iso
+
+
+class Repo:
+    """A repository bound to one connection and the transaction's `now`."""
+
+    def __init__(self, conn: aiosqlite.Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self.now_iso = iso(now)
+
+    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
+        return await (await self.conn.execute(sql, params)).fetchone()
+
+    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        return list(await (await self.conn.execute(sql, params)).fetchall())
+
+    async def _insert(self, sql: str, params: tuple[Any, ...]) -> int:
+        cursor = await self.conn.execute(sql, params)
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def _changed(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Run an UPDATE/DELETE; return how many rows it changed."""
+        return (await self.conn.execute(sql, params)).rowcount
+
+
+def opt_iso(moment: datetime | None) -> str | None:
+    return None if moment is None else iso(moment)

@@ -1,0 +1,127 @@
+"""SQLite connection: pragmas, numbered migrations, serialized transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseTooNew(Exception):
+    """The database was written by a newer shopbot than this one."""
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every bot/store/migrations/NNNN_name.sql, in order."""
+    found = []
+    for entry in resources.files("bot.store.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            number, _, name = entry.name.removesuffix(".sql").partition("_")
+            found.append((int(number), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class Database:
+    """One aiosqlite connection; every statement runs under one asyncio lock.
+
+    SQLite has a single writer anyway; serializing here means a transaction opened by one
+    coroutine is never interleaved with statements from another.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Open the file (creating its folder), set pragmas and migrate."""
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._conn.row_factory = aiosqlite.Row
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+        ):
+            await self._conn.execute(pragma)
+        await self.migrate()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    async def migrate(self) -> int:
+        """Apply pending migrations in one transaction; return the new version."""
+        async with self._lock:
+            current = (await (await self.conn.execute("PRAGMA user_version")).fetchone())[0]
+            steps = _migrations()
+            latest = steps[-1][0] if steps else 0
+            if current > latest:
+                raise DatabaseTooNew(
+                    f"database {self.path} is at schema version {current}, "
+                    f"this shopbot only knows up to {latest}; upgrade shopbot"
+                )
+            pending = [step for step in steps if step[0] > current]
+            if not pending:
+                return current
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for version, name, sql in pending:
+                    log.info("applying migration %04d_%s", version, name)
+                    for statement in _split(sql):
+                        await self.conn.execute(statement)
+                await self.conn.execute(f"PRAGMA user_version = {latest}")
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            return latest
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception)."""
+        async with self._lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A consistent read (deferred transaction, no write lock taken)."""
+        async with self._lock:
+            await self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                await self.conn.execute("COMMIT")
+
+    async def backup(self, target: Path) -> None:
+        """Online copy of the whole database to `target`."""
+        async with self._lock, aiosqlite.connect(target) as dest:
+            await self.conn.backup(dest)
+
+
+def _split(sql: str) -> list[str]:
+    """Split a migration file into statements (no semicolons inside our literals)."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]

@@ -1,0 +1,77 @@
+"""The Stripe webhook inbox and the audit log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.models import AuditEntry, WebhookEvent
+from bot.store.base import Repo
+
+
+class EventRepo(Repo):
+    """Verified Stripe events, stored by id before they are acknowledged."""
+
+    async def insert(self, event_id: str, event_type: str, created: int, payload: str) -> bool:
+        """Store a new event; False when the id was already stored (a duplicate delivery)."""
+        cursor = await self.conn.execute(
+            "INSERT INTO webhook_events (id, type, created, payload, status, received_at)"
+            " VALUES (?, ?, ?, ?, 'received', ?) ON CONFLICT (id) DO NOTHING",
+            (event_id, event_type, created, payload, self.now_iso),
+        )
+        return cursor.rowcount > 0
+
+    async def get(self, event_id: str) -> WebhookEvent | None:
+        row = await self._one("SELECT * FROM webhook_events WHERE id=?", (event_id,))
+        return None if row is None else WebhookEvent.from_row(row)
+
+    async def unprocessed(self, limit: int = 100) -> list[WebhookEvent]:
+        """Events received but not yet processed, oldest first."""
+        rows = await self._all(
+            "SELECT * FROM webhook_events WHERE status='received' ORDER BY received_at, id LIMIT ?",
+            (limit,),
+        )
+        return [WebhookEvent.from_row(row) for row in rows]
+
+    async def mark(
+        self, event_id: str, status: str, *, order_id: int | None = None, error: str | None = None
+    ) -> None:
+        await self.conn.execute(
+            "UPDATE webhook_events SET status=?, order_id=COALESCE(?, order_id), last_error=?,"
+            " attempts=attempts+1, processed_at=? WHERE id=?",
+            (status, order_id, error, self.now_iso, event_id),
+        )
+
+    async def last_received(self) -> WebhookEvent | None:
+        row = await self._one("SELECT * FROM webhook_events ORDER BY received_at DESC LIMIT 1")
+        return None if row is None else WebhookEvent.from_row(row)
+
+    async def count(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM webhook_events")
+        return 0 if row is None else int(row[0])
+
+
+class AuditRepo(Repo):
+    """Append-only record of what happened to whom and why."""
+
+    async def add(
+        self,
+        kind: str,
+        *,
+        guild_id: int | None = None,
+        user_id: int | None = None,
+        actor_id: int | None = None,
+        **detail: Any,
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO audit_log (guild_id, user_id, actor_id, kind, detail, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (guild_id, user_id, actor_id, kind, json.dumps(detail, default=str), self.now_iso),
+        )
+
+    async def of_member(self, guild_id: int, user_id: int, limit: int = 50) -> list[AuditEntry]:
+        rows = await self._all(
+            "SELECT * FROM audit_log WHERE guild_id=? AND user_id=? ORDER BY id DESC LIMIT ?",
+            (guild_id, user_id, limit),
+        )
+        return [AuditEntry.from_row(row) for row in rows]

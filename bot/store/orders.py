@@ -1,0 +1,178 @@
+"""Orders, entitlements and the role grant ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.models import Entitlement, Order, RoleGrant
+from bot.store.base import Repo, opt_iso
+
+_ORDER_FIELDS = {
+    "status",
+    "recipient_id",
+    "stripe_session_id",
+    "stripe_payment_intent_id",
+    "stripe_subscription_id",
+    "stripe_customer_id",
+    "checkout_url",
+    "checkout_expires_at",
+    "claim_code",
+    "failure_reason",
+    "paid_at",
+}
+
+
+class OrderRepo(Repo):
+    """Orders. Status changes are compare-and-set so a duplicate event changes nothing."""
+
+    async def create(
+        self,
+        *,
+        guild_id: int,
+        buyer_id: int,
+        recipient_id: int | None,
+        product_id: int,
+        amount: int,
+        currency: str,
+    ) -> Order:
+        new_id = await self._insert(
+            "INSERT INTO orders (guild_id, buyer_id, recipient_id, product_id, amount, currency,"
+            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (
+                guild_id,
+                buyer_id,
+                recipient_id,
+                product_id,
+                amount,
+                currency,
+                self.now_iso,
+                self.now_iso,
+            ),
+        )
+        order = await self.get(new_id)
+        assert order is not None
+        return order
+
+    async def get(self, order_id: int) -> Order | None:
+        row = await self._one("SELECT * FROM orders WHERE id=?", (order_id,))
+        return None if row is None else Order.from_row(row)
+
+    async def by_session(self, session_id: str) -> Order | None:
+        row = await self._one("SELECT * FROM orders WHERE stripe_session_id=?", (session_id,))
+        return None if row is None else Order.from_row(row)
+
+    async def by_claim_code(self, code: str) -> Order | None:
+        row = await self._one("SELECT * FROM orders WHERE claim_code=?", (code,))
+        return None if row is None else Order.from_row(row)
+
+    async def update(
+        self, order_id: int, *, only_if_status: tuple[str, ...] = (), **changes: Any
+    ) -> bool:
+        """Set fields; with `only_if_status`, only when the current status is one of them.
+
+        Returns whether the row changed (False = someone else got there first).
+        """
+        unknown = set(changes) - _ORDER_FIELDS
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        values = {k: (opt_iso(v) if isinstance(v, datetime) else v) for k, v in changes.items()}
+        values["updated_at"] = self.now_iso
+        assignments = ", ".join(f"{column}=?" for column in values)
+        sql = f"UPDATE orders SET {assignments} WHERE id=?"  # noqa: S608 - fixed keys
+        params: tuple[Any, ...] = (*values.values(), order_id)
+        if only_if_status:
+            sql += f" AND status IN ({', '.join('?' for _ in only_if_status)})"
+            params += only_if_status
+        return await self._changed(sql, params) > 0
+
+    async def open_checkouts(self, guild_id: int, buyer_id: int) -> list[Order]:
+        """Pending orders whose checkout link has not expired yet."""
+        rows = await self._all(
+            "SELECT * FROM orders WHERE guild_id=? AND buyer_id=? AND status='pending'"
+            " AND (checkout_expires_at IS NULL OR checkout_expires_at > ?) ORDER BY id",
+            (guild_id, buyer_id, self.now_iso),
+        )
+        return [Order.from_row(row) for row in rows]
+
+    async def stale_pending(self) -> list[Order]:
+        """Pending orders whose checkout link has expired (Stripe will not pay them)."""
+        rows = await self._all(
+            "SELECT * FROM orders WHERE status='pending' AND checkout_expires_at <= ?",
+            (self.now_iso,),
+        )
+        return [Order.from_row(row) for row in rows]
+
+    async def of_member(self, guild_id: int, user_id: int, limit: int = 25) -> list[Order]:
+        """Orders the member bought or received, newest first (abandoned checkouts left out)."""
+        rows = await self._all(
+            "SELECT * FROM orders WHERE guild_id=? AND (buyer_id=? OR recipient_id=?)"
+            " AND status NOT IN ('expired') ORDER BY id DESC LIMIT ?",
+            (guild_id, user_id, user_id, limit),
+        )
+        return [Order.from_row(row) for row in rows]
+
+
+class EntitlementRepo(Repo):
+    """Entitlements and the ledger of roles the bot granted for them."""
+
+    async def create(
+        self,
+        *,
+        guild_id: int,
+        user_id: int,
+        product_id: int,
+        order_id: int | None,
+        ends_at: datetime | None,
+    ) -> Entitlement:
+        new_id = await self._insert(
+            "INSERT INTO entitlements (guild_id, user_id, product_id, order_id, status,"
+            " starts_at, ends_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?)",
+            (
+                guild_id,
+                user_id,
+                product_id,
+                order_id,
+                self.now_iso,
+                opt_iso(ends_at),
+                self.now_iso,
+                self.now_iso,
+            ),
+        )
+        entitlement = await self.get(new_id)
+        assert entitlement is not None
+        return entitlement
+
+    async def get(self, entitlement_id: int) -> Entitlement | None:
+        row = await self._one("SELECT * FROM entitlements WHERE id=?", (entitlement_id,))
+        return None if row is None else Entitlement.from_row(row)
+
+    async def by_order(self, order_id: int) -> Entitlement | None:
+        row = await self._one("SELECT * FROM entitlements WHERE order_id=?", (order_id,))
+        return None if row is None else Entitlement.from_row(row)
+
+    async def active_of_member(self, guild_id: int, user_id: int) -> list[Entitlement]:
+        rows = await self._all(
+            "SELECT * FROM entitlements WHERE guild_id=? AND user_id=? AND status='active'"
+            " ORDER BY id",
+            (guild_id, user_id),
+        )
+        return [Entitlement.from_row(row) for row in rows]
+
+    async def record_grant(self, entitlement: Entitlement, role_id: int) -> None:
+        """Note in the ledger that the bot gave this role for this entitlement."""
+        await self.conn.execute(
+            "INSERT INTO role_grants (guild_id, user_id, role_id, entitlement_id, status,"
+            " granted_at) VALUES (?, ?, ?, ?, 'granted', ?)"
+            " ON CONFLICT (entitlement_id, role_id) DO UPDATE SET status='granted',"
+            " granted_at=excluded.granted_at, revoked_at=NULL",
+            (entitlement.guild_id, entitlement.user_id, role_id, entitlement.id, self.now_iso),
+        )
+
+    async def grants_of_member(self, guild_id: int, user_id: int) -> list[RoleGrant]:
+        rows = await self._all(
+            "SELECT * FROM role_grants WHERE guild_id=? AND user_id=? ORDER BY id",
+            (guild_id, user_id),
+        )
+        return [RoleGrant.from_row(row) for row in rows]

@@ -1,0 +1,120 @@
+"""Products, their actions and license keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.models import Action, Product
+from bot.store.base import Repo
+
+_EDITABLE = {"name", "description", "price_amount", "stock", "active", "stripe_price_id"}
+
+
+class ProductRepo(Repo):
+    """Catalog per guild. Names are unique (case-insensitively) among live products."""
+
+    async def add(self, **values: Any) -> Product:
+        """Insert a product; raises sqlite3.IntegrityError on a duplicate live name."""
+        values = {**values, "name_key": values["name"].casefold()}
+        values.update(created_at=self.now_iso, updated_at=self.now_iso)
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        new_id = await self._insert(
+            f"INSERT INTO products ({columns}) VALUES ({marks})",  # noqa: S608 - fixed keys
+            tuple(values.values()),
+        )
+        product = await self.get(new_id)
+        assert product is not None
+        return product
+
+    async def get(self, product_id: int) -> Product | None:
+        row = await self._one("SELECT * FROM products WHERE id=?", (product_id,))
+        return None if row is None else Product.from_row(row)
+
+    async def by_name(self, guild_id: int, name: str) -> Product | None:
+        """Live (not archived) product by case-insensitive name."""
+        row = await self._one(
+            "SELECT * FROM products WHERE guild_id=? AND name_key=? AND archived=0",
+            (guild_id, name.casefold()),
+        )
+        return None if row is None else Product.from_row(row)
+
+    async def list(self, guild_id: int, *, active_only: bool = False) -> list[Product]:
+        """Live products of a guild, by name; archived ones are never listed."""
+        sql = "SELECT * FROM products WHERE guild_id=? AND archived=0"
+        if active_only:
+            sql += " AND active=1"
+        rows = await self._all(sql + " ORDER BY name_key", (guild_id,))
+        return [Product.from_row(row) for row in rows]
+
+    async def update(self, product_id: int, **changes: Any) -> Product:
+        """Change editable fields; raises sqlite3.IntegrityError on a duplicate name."""
+        unknown = set(changes) - _EDITABLE
+        if unknown:
+            raise ValueError(f"not editable: {sorted(unknown)}")
+        if "name" in changes:
+            changes["name_key"] = changes["name"].casefold()
+        changes["updated_at"] = self.now_iso
+        assignments = ", ".join(f"{column}=?" for column in changes)
+        await self.conn.execute(
+            f"UPDATE products SET {assignments} WHERE id=?",  # noqa: S608 - fixed keys
+            (*changes.values(), product_id),
+        )
+        product = await self.get(product_id)
+        assert product is not None
+        return product
+
+    async def archive(self, product_id: int) -> None:
+        """Hide the product for good; orders and entitlements keep pointing at it."""
+        await self.conn.execute(
+            "UPDATE products SET archived=1, active=0, updated_at=? WHERE id=?",
+            (self.now_iso, product_id),
+        )
+
+    async def take_stock(self, product_id: int) -> bool:
+        """Decrement limited stock by one; False when none is left (unlimited → True)."""
+        changed = await self._changed(
+            "UPDATE products SET stock = stock - 1 WHERE id=? AND stock IS NOT NULL AND stock > 0",
+            (product_id,),
+        )
+        if changed:
+            return True
+        row = await self._one("SELECT stock FROM products WHERE id=?", (product_id,))
+        return row is not None and row[0] is None
+
+    async def return_stock(self, product_id: int) -> None:
+        """Give back one unit reserved by an order that was never paid."""
+        await self.conn.execute(
+            "UPDATE products SET stock = stock + 1 WHERE id=? AND stock IS NOT NULL", (product_id,)
+        )
+
+    # actions -------------------------------------------------------------------------
+
+    async def add_action(self, product_id: int, **values: Any) -> Action:
+        values = {"product_id": product_id, **values, "created_at": self.now_iso}
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        new_id = await self._insert(
+            f"INSERT INTO actions ({columns}) VALUES ({marks})",  # noqa: S608 - fixed keys
+            tuple(values.values()),
+        )
+        row = await self._one("SELECT * FROM actions WHERE id=?", (new_id,))
+        return Action.from_row(row)
+
+    async def actions(self, product_id: int, stage: str | None = None) -> list[Action]:
+        """Live actions of a product (optionally of one stage), oldest first."""
+        sql = "SELECT * FROM actions WHERE product_id=? AND removed=0"
+        params: tuple[Any, ...] = (product_id,)
+        if stage is not None:
+            sql += " AND stage=?"
+            params += (stage,)
+        return [Action.from_row(row) for row in await self._all(sql + " ORDER BY id", params)]
+
+    async def role_actions_of_guild(self, guild_id: int) -> list[Action]:
+        """Every live grant_role action of the guild's live products."""
+        rows = await self._all(
+            "SELECT a.* FROM actions a JOIN products p ON p.id = a.product_id "
+            "WHERE p.guild_id=? AND a.removed=0 AND a.type='grant_role'",
+            (guild_id,),
+        )
+        return [Action.from_row(row) for row in rows]

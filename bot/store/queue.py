@@ -1,0 +1,171 @@
+"""The durable delivery queue: jobs and one history row per attempt."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from bot.clock import iso
+from bot.models import Job
+from bot.store.base import Repo, opt_iso
+
+
+class JobRepo(Repo):
+    """Delivery jobs. A job is completed only after its effect succeeded (at-least-once)."""
+
+    async def enqueue(
+        self,
+        *,
+        guild_id: int,
+        user_id: int,
+        kind: str,
+        dedupe_key: str | None = None,
+        order_id: int | None = None,
+        entitlement_id: int | None = None,
+        action_id: int | None = None,
+        payload: dict[str, Any] | None = None,
+        expires_at: datetime | None = None,
+    ) -> int | None:
+        """Queue a job due now. Returns its id, or None if `dedupe_key` was already queued."""
+        cursor = await self.conn.execute(
+            "INSERT INTO delivery_jobs (guild_id, user_id, kind, order_id, entitlement_id,"
+            " action_id, payload, dedupe_key, status, next_attempt_at, expires_at, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
+            " ON CONFLICT (dedupe_key) DO NOTHING",
+            (
+                guild_id,
+                user_id,
+                kind,
+                order_id,
+                entitlement_id,
+                action_id,
+                json.dumps(payload or {}),
+                dedupe_key,
+                self.now_iso,
+                opt_iso(expires_at),
+                self.now_iso,
+                self.now_iso,
+            ),
+        )
+        return cursor.lastrowid if cursor.rowcount else None
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await self._one("SELECT * FROM delivery_jobs WHERE id=?", (job_id,))
+        return None if row is None else Job.from_row(row)
+
+    async def due(self, limit: int = 200) -> list[Job]:
+        """Pending jobs whose time has come and that are not waiting for a member."""
+        rows = await self._all(
+            "SELECT * FROM delivery_jobs WHERE status='pending' AND waiting_for_member=0"
+            " AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (self.now_iso, limit),
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        row = await self._one(
+            "SELECT MIN(next_attempt_at) FROM delivery_jobs"
+            " WHERE status='pending' AND waiting_for_member=0"
+        )
+        return None if row is None or row[0] is None else datetime.fromisoformat(row[0])
+
+    async def start(self, job_id: int) -> int | None:
+        """Mark pending → running and open an attempt row; None if not pending any more."""
+        changed = await self._changed(
+            "UPDATE delivery_jobs SET status='running', attempts=attempts+1, updated_at=?"
+            " WHERE id=? AND status='pending'",
+            (self.now_iso, job_id),
+        )
+        if not changed:
+            return None
+        return await self._insert(
+            "INSERT INTO job_attempts (job_id, started_at) VALUES (?, ?)", (job_id, self.now_iso)
+        )
+
+    async def finish(
+        self,
+        job_id: int,
+        attempt_id: int,
+        *,
+        status: str,
+        outcome: str,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        waiting_for_member: bool = False,
+    ) -> None:
+        """Close the attempt and move the job to its next status."""
+        await self.conn.execute(
+            "UPDATE job_attempts SET finished_at=?, outcome=?, error=? WHERE id=?",
+            (self.now_iso, outcome, error, attempt_id),
+        )
+        await self.conn.execute(
+            "UPDATE delivery_jobs SET status=?, last_error=?, next_attempt_at=?,"
+            " waiting_for_member=?, updated_at=? WHERE id=?",
+            (
+                status,
+                error,
+                iso(retry_at or self.now),
+                int(waiting_for_member),
+                self.now_iso,
+                job_id,
+            ),
+        )
+
+    async def requeue_running(self) -> int:
+        """After a crash: every `running` job goes back to pending (its effect is idempotent)."""
+        return await self._changed(
+            "UPDATE delivery_jobs SET status='pending', next_attempt_at=?, updated_at=?"
+            " WHERE status='running'",
+            (self.now_iso, self.now_iso),
+        )
+
+    async def wake_member(self, guild_id: int, user_id: int) -> int:
+        """The member joined: jobs waiting for them become due now."""
+        return await self._changed(
+            "UPDATE delivery_jobs SET waiting_for_member=0, next_attempt_at=?, updated_at=?"
+            " WHERE guild_id=? AND user_id=? AND status='pending'",
+            (self.now_iso, self.now_iso, guild_id, user_id),
+        )
+
+    async def expire_overdue(self) -> int:
+        """Pending jobs past their claim deadline become `expired`."""
+        return await self._changed(
+            "UPDATE delivery_jobs SET status='expired', updated_at=?, last_error="
+            " COALESCE(last_error, 'nobody could receive it in time')"
+            " WHERE status='pending' AND expires_at IS NOT NULL AND expires_at <= ?",
+            (self.now_iso, self.now_iso),
+        )
+
+    async def of_member(self, guild_id: int, user_id: int, statuses: tuple[str, ...]) -> list[Job]:
+        marks = ", ".join("?" for _ in statuses)
+        rows = await self._all(
+            f"SELECT * FROM delivery_jobs WHERE guild_id=? AND user_id=?"  # noqa: S608
+            f" AND status IN ({marks}) ORDER BY id",
+            (guild_id, user_id, *statuses),
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def of_guild(self, guild_id: int, status: str | None, limit: int = 20) -> list[Job]:
+        sql = "SELECT * FROM delivery_jobs WHERE guild_id=?"
+        params: tuple[Any, ...] = (guild_id,)
+        if status:
+            sql += " AND status=?"
+            params += (status,)
+        rows = await self._all(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [Job.from_row(row) for row in rows]
+
+    async def retry(self, job_id: int) -> bool:
+        """failed/expired → pending, due now (an admin fixed the cause)."""
+        return bool(
+            await self._changed(
+                "UPDATE delivery_jobs SET status='pending', waiting_for_member=0,"
+                " next_attempt_at=?, expires_at=NULL, updated_at=?"
+                " WHERE id=? AND status IN ('failed', 'expired')",
+                (self.now_iso, self.now_iso, job_id),
+            )
+        )
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._all("SELECT status, COUNT(*) FROM delivery_jobs GROUP BY status")
+        return {row[0]: row[1] for row in rows}

@@ -1,0 +1,192 @@
+"""The /shop admin group: catalog and queue. Manage Server by default, re-checked here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord_adapter import role_problem
+from bot.errors import InvalidInput
+from bot.models import JobStatus
+from bot.shop import ProductDraft
+from cogs.buyer import product_autocomplete
+from cogs.errors import NotShopAdmin
+from cogs.ui import BRAND, reply
+
+if TYPE_CHECKING:
+    from bot.app import ShopBot
+
+Kinds = Literal["one_time", "timed", "subscription"]
+Intervals = Literal["day", "week", "month", "year"]
+QueueStatus = Literal["pending", "running", "completed", "failed", "canceled", "expired"]
+
+
+def is_shop_admin(interaction: discord.Interaction, admin_role_ids: list[int]) -> bool:
+    """Manage Server (or Administrator) in this guild, or one of the configured admin roles."""
+    if interaction.guild is None or not isinstance(interaction.user, discord.Member):
+        return False
+    perms = interaction.user.guild_permissions
+    if perms.manage_guild or perms.administrator:
+        return True
+    return any(role.id in admin_role_ids for role in interaction.user.roles)
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Admin(commands.GroupCog, group_name="shop", group_description="Run the shop"):
+    product = app_commands.Group(name="product", description="Products for sale")
+
+    def __init__(self, bot: ShopBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        """Server-side check: command permissions can be changed by server admins."""
+        if not is_shop_admin(interaction, self.bot.settings.discord.admin_role_ids):
+            raise NotShopAdmin()
+        return True
+
+    @product.command(name="add", description="Add a product")
+    @app_commands.describe(
+        name="Product name",
+        price="Price like 4.99",
+        currency="3-letter code (default from config)",
+        role="Role to give buyers",
+        kind="one_time, timed or subscription",
+        interval="Billing interval (subscriptions)",
+        duration_days="Days of access (timed)",
+        trial_days="Free trial days (subscriptions)",
+        description="Shown at checkout",
+        stock="How many can be sold (empty = unlimited)",
+        allow_promotion_codes="Accept Stripe promotion codes at checkout",
+    )
+    async def product_add(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 80],
+        price: app_commands.Range[str, 1, 20],
+        currency: app_commands.Range[str, 1, 10] | None = None,
+        role: discord.Role | None = None,
+        kind: Kinds = "one_time",
+        interval: Intervals | None = None,
+        duration_days: app_commands.Range[int, 1, 3650] | None = None,
+        trial_days: app_commands.Range[int, 1, 730] | None = None,
+        description: app_commands.Range[str, 0, 500] | None = None,
+        stock: app_commands.Range[int, 0, 1_000_000] | None = None,
+        allow_promotion_codes: bool = False,
+    ) -> None:
+        assert interaction.guild is not None
+        if role is not None:
+            problem = role_problem(interaction.guild, role)
+            if problem:
+                raise InvalidInput(problem)
+        draft = ProductDraft(
+            name=name,
+            price=price,
+            currency=currency,
+            role_id=role.id if role else None,
+            kind=kind,
+            interval=interval,
+            duration_days=duration_days,
+            trial_days=trial_days,
+            description=description,
+            stock=stock,
+            allow_promotion_codes=allow_promotion_codes,
+        )
+        product = await self.bot.shop.add_product(interaction.guild.id, interaction.user.id, draft)
+        gives = f", gives {role.mention}" if role else ""
+        await reply(
+            interaction,
+            f"Added **{product.name}** ({self.bot.shop.describe_price(product)}){gives}.",
+        )
+
+    @product.command(name="edit", description="Change a product")
+    @app_commands.autocomplete(product=product_autocomplete)
+    async def product_edit(
+        self,
+        interaction: discord.Interaction,
+        product: str,
+        name: app_commands.Range[str, 1, 80] | None = None,
+        price: app_commands.Range[str, 1, 20] | None = None,
+        description: app_commands.Range[str, 0, 500] | None = None,
+        stock: app_commands.Range[int, 0, 1_000_000] | None = None,
+        active: bool | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        updated = await self.bot.shop.edit_product(
+            interaction.guild_id,
+            interaction.user.id,
+            product,
+            name=name,
+            price=price,
+            description=description,
+            stock=stock,
+            active=active,
+        )
+        state = "for sale" if updated.active else "not for sale"
+        await reply(
+            interaction,
+            f"Updated **{updated.name}** ({self.bot.shop.describe_price(updated)}, {state}).",
+        )
+
+    @product.command(name="remove", description="Stop selling a product (history is kept)")
+    @app_commands.autocomplete(product=product_autocomplete)
+    async def product_remove(self, interaction: discord.Interaction, product: str) -> None:
+        assert interaction.guild_id is not None
+        removed = await self.bot.shop.remove_product(
+            interaction.guild_id, interaction.user.id, product
+        )
+        await reply(interaction, f"Removed **{removed.name}**; past orders and access are kept.")
+
+    @product.command(name="list", description="List products")
+    async def product_list(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        products = await self.bot.shop.list_products(interaction.guild_id)
+        if not products:
+            await reply(interaction, "No products yet. Add one with `/shop product add`.")
+            return
+        embed = discord.Embed(title="Products", colour=BRAND)
+        for p in products[:25]:
+            roles = await self.bot.shop.product_roles(p.id)
+            parts = [self.bot.shop.describe_price(p), "for sale" if p.active else "paused"]
+            if p.stock is not None:
+                parts.append(f"{p.stock} left")
+            if roles:
+                parts.append(" ".join(f"<@&{r}>" for r in roles))
+            embed.add_field(name=f"{p.name} (#{p.id})", value=" · ".join(parts), inline=False)
+        await reply(interaction, embed=embed)
+
+    @app_commands.command(name="queue", description="Delivery jobs, with the reason for failures")
+    async def queue(
+        self, interaction: discord.Interaction, status: QueueStatus | None = None
+    ) -> None:
+        assert interaction.guild_id is not None
+        async with self.bot.store.reading() as tx:
+            jobs = await tx.jobs.of_guild(interaction.guild_id, status)
+        if not jobs:
+            await reply(
+                interaction, "No delivery jobs" + (f" with status {status}." if status else ".")
+            )
+            return
+        lines = []
+        for job in jobs:
+            reason = (
+                f" — {job.last_error}"
+                if job.last_error and job.status != JobStatus.COMPLETED
+                else ""
+            )
+            lines.append(
+                f"`#{job.id}` {job.kind} for <@{job.user_id}> · {job.status}"
+                f" · {job.attempts} tries{reason}"
+            )
+        embed = discord.Embed(
+            title="Delivery queue", colour=BRAND, description="\n".join(lines)[:4000]
+        )
+        await reply(interaction, embed=embed)
+
+
+async def setup(bot: ShopBot) -> None:  # type: ignore[override]
+    await bot.add_cog(Admin(bot))

@@ -1,0 +1,143 @@
+"""Buyer commands: /buy, /claim, /purchases, /help (every reply is ephemeral)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import InvalidInput, NotFound
+from cogs.ui import checkout_embed, checkout_view, purchases_embed, reply
+
+if TYPE_CHECKING:
+    from bot.app import ShopBot
+
+HELP = """**Buying**
+`/buy` — pick a product and get a private Stripe checkout link.
+`/buy product gift_to:@member` — buy it for someone else.
+`/purchases` — what you own, until when, and what is still being delivered.
+`/claim` — deliver anything still pending for you now.
+`/claim code` — claim an order with its code (gifts, purchases made elsewhere).
+
+**Admins**: `/shop product add|edit|remove|list`, `/shop queue`."""
+
+
+async def product_autocomplete(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Active products of this guild whose name contains what was typed."""
+    bot: ShopBot = interaction.client  # type: ignore[assignment]
+    if interaction.guild_id is None:
+        return []
+    needle = current.casefold().strip()
+    products = await bot.shop.list_products(interaction.guild_id, active_only=True)
+    return [
+        app_commands.Choice(name=f"{p.name} — {bot.shop.describe_price(p)}"[:100], value=str(p.id))
+        for p in products
+        if needle in p.name.casefold()
+    ][:25]
+
+
+class ProductSelect(discord.ui.Select["ProductPicker"]):
+    """Select menu shown by /buy without a product."""
+
+    def __init__(self, bot: ShopBot, options: list[discord.SelectOption]) -> None:
+        super().__init__(placeholder="Choose a product", options=options)
+        self.bot = bot
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await send_checkout(self.bot, interaction, self.values[0], None)
+
+
+class ProductPicker(discord.ui.View):
+    def __init__(self, bot: ShopBot, options: list[discord.SelectOption]) -> None:
+        super().__init__(timeout=300)
+        self.add_item(ProductSelect(bot, options))
+
+
+async def send_checkout(
+    bot: ShopBot, interaction: discord.Interaction, ref: str, gift_to: discord.Member | None
+) -> None:
+    """Create the checkout (Stripe may be slow: defer first) and reply with a link button."""
+    assert interaction.guild_id is not None
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    order, product = await bot.shop.start_checkout(
+        interaction.guild_id, interaction.user.id, ref, gift_to.id if gift_to else None
+    )
+    assert order.checkout_url is not None
+    embed = checkout_embed(
+        order,
+        product,
+        bot.shop.describe_price(product),
+        bot.settings.shop.checkout_expiry_minutes,
+        gift_to,
+    )
+    await reply(interaction, embed=embed, view=checkout_view(order.checkout_url))
+
+
+class Buyer(commands.Cog):
+    def __init__(self, bot: ShopBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="buy", description="Buy a product from this server's shop")
+    @app_commands.guild_only()
+    @app_commands.describe(product="What to buy", gift_to="Buy it as a gift for this member")
+    @app_commands.autocomplete(product=product_autocomplete)
+    async def buy(
+        self,
+        interaction: discord.Interaction,
+        product: str | None = None,
+        gift_to: discord.Member | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        if gift_to is not None and gift_to.bot:
+            raise InvalidInput("Bots cannot receive gifts.")
+        if gift_to is not None and gift_to.id == interaction.user.id:
+            gift_to = None
+        if product is not None:
+            await send_checkout(self.bot, interaction, product, gift_to)
+            return
+        products = await self.bot.shop.list_products(interaction.guild_id, active_only=True)
+        if not products:
+            raise NotFound("This shop has nothing for sale yet.")
+        options = [
+            discord.SelectOption(
+                label=p.name[:100],
+                value=str(p.id),
+                description=self.bot.shop.describe_price(p)[:100],
+            )
+            for p in products[:25]
+        ]
+        await reply(
+            interaction, "What would you like to buy?", view=ProductPicker(self.bot, options)
+        )
+
+    @app_commands.command(
+        name="claim", description="Claim an order by code, or deliver what is pending"
+    )
+    @app_commands.guild_only()
+    @app_commands.describe(code="The claim code from your receipt (like ABCD-EF23)")
+    async def claim(self, interaction: discord.Interaction, code: str | None = None) -> None:
+        assert interaction.guild_id is not None
+        message = await self.bot.members_service.claim(
+            interaction.guild_id, interaction.user.id, code
+        )
+        self.bot.worker.wake()
+        await reply(interaction, message)
+
+    @app_commands.command(name="purchases", description="What you have bought here")
+    @app_commands.guild_only()
+    async def purchases(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        result = await self.bot.members_service.purchases(interaction.guild_id, interaction.user.id)
+        await reply(interaction, embed=purchases_embed(result, {}))
+
+    @app_commands.command(name="help", description="How the shop works")
+    async def help(self, interaction: discord.Interaction) -> None:
+        await reply(interaction, HELP)
+
+
+async def setup(bot: ShopBot) -> None:  # type: ignore[override]
+    await bot.add_cog(Buyer(bot))

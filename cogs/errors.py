@@ -1,0 +1,52 @@
+"""One place mapping errors from app commands to ephemeral replies."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import ShopError
+from cogs.ui import reply
+
+log = logging.getLogger(__name__)
+
+
+class NotShopAdmin(app_commands.CheckFailure):
+    """The caller lacks Manage Server and every configured admin role."""
+
+
+async def on_app_command_error(
+    interaction: discord.Interaction, error: app_commands.AppCommandError
+) -> None:
+    original = getattr(error, "original", error)
+    if isinstance(original, ShopError):
+        message = original.user_message
+    elif isinstance(error, NotShopAdmin):
+        message = "Only server admins (Manage Server) can use `/shop`."
+    elif isinstance(error, app_commands.NoPrivateMessage):
+        message = "This command only works inside a server."
+    elif isinstance(error, app_commands.TransformerError):
+        message = f"`{str(error.value)[:50]}` is not a valid value for that option."
+    elif isinstance(error, app_commands.CheckFailure):
+        message = "You cannot use this command here."
+    else:
+        code = secrets.token_hex(3).upper()
+        log.error(
+            "command %s failed [%s]",
+            getattr(interaction.command, "qualified_name", "?"),
+            code,
+            exc_info=original,
+        )
+        message = f"Something went wrong on our side (error {code}); nothing was charged."
+    try:
+        await reply(interaction, message)
+    except discord.HTTPException:
+        log.warning("could not tell the user about an error (interaction expired?)")
+
+
+async def setup(bot: commands.Bot) -> None:
+    bot.tree.on_error = on_app_command_error

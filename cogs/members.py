@@ -1,0 +1,33 @@
+"""Gateway listeners: a member joins (or finishes screening) → their access comes back."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+if TYPE_CHECKING:
+    from bot.app import ShopBot
+
+
+class Members(commands.Cog):
+    def __init__(self, bot: ShopBot) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_member_join(self, member: discord.Member) -> None:
+        if member.bot:
+            return
+        if await self.bot.members_service.member_joined(member.guild.id, member.id, member.pending):
+            self.bot.worker.wake()
+
+    @commands.Cog.listener()
+    async def on_raw_member_update(self, guild_id: int, user_id: int, pending: bool) -> None:
+        """Dispatched by ShopBot for every GUILD_MEMBER_UPDATE (see app.py)."""
+        if not pending and await self.bot.members_service.member_screened(guild_id, user_id):
+            self.bot.worker.wake()
+
+
+async def setup(bot: ShopBot) -> None:  # type: ignore[override]
+    await bot.add_cog(Members(bot))

@@ -1,0 +1,80 @@
+"""Shared rendering: the ephemeral reply helper, embeds and link buttons."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.models import Order, Product
+from bot.shop import Purchases
+
+BRAND = discord.Colour.blurple()
+
+
+async def reply(
+    interaction: discord.Interaction,
+    content: str | None = None,
+    *,
+    embed: discord.Embed | None = None,
+    view: discord.ui.View | None = None,
+) -> None:
+    """Always ephemeral; uses the followup once the response was sent or deferred."""
+    kwargs: dict = {"content": content, "ephemeral": True}
+    if embed is not None:
+        kwargs["embed"] = embed
+    if view is not None:
+        kwargs["view"] = view
+    if interaction.response.is_done():
+        await interaction.followup.send(**kwargs)
+    else:
+        await interaction.response.send_message(**kwargs)
+
+
+def checkout_view(url: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(discord.ui.Button(label="Pay with Stripe", url=url, emoji="💳"))
+    return view
+
+
+def checkout_embed(
+    order: Order, product: Product, price: str, minutes: int, gift_to: discord.abc.User | None
+) -> discord.Embed:
+    embed = discord.Embed(
+        title=f"Buy {product.name}", colour=BRAND, description=product.description or None
+    )
+    embed.add_field(name="Price", value=price)
+    embed.add_field(name="Order", value=f"#{order.id}")
+    if gift_to is not None:
+        embed.add_field(name="Gift for", value=gift_to.mention, inline=False)
+    embed.set_footer(text=f"This link is only for you and expires in {minutes} minutes.")
+    return embed
+
+
+def purchases_embed(purchases: Purchases, describe: dict[int, str]) -> discord.Embed:
+    embed = discord.Embed(title="Your purchases", colour=BRAND)
+    if purchases.entitlements:
+        lines = []
+        for entitlement, product in purchases.entitlements:
+            name = product.name if product else f"product {entitlement.product_id}"
+            until = (
+                discord.utils.format_dt(entitlement.ends_at, "D")
+                if entitlement.ends_at
+                else "forever"
+            )
+            lines.append(f"**{name}** — active, until {until}")
+        embed.add_field(name="Active access", value="\n".join(lines)[:1024], inline=False)
+    if purchases.orders:
+        lines = []
+        for order, product in purchases.orders[:10]:
+            name = product.name if product else f"product {order.product_id}"
+            code = f" · code `{order.claim_code}`" if order.claim_code else ""
+            lines.append(f"#{order.id} **{name}** — {order.status}{code}")
+        embed.add_field(name="Orders", value="\n".join(lines)[:1024], inline=False)
+    if purchases.pending_jobs:
+        lines = [
+            f"{job.kind.replace('_', ' ')} — {job.last_error or 'queued'}"
+            for job in purchases.pending_jobs[:10]
+        ]
+        embed.add_field(name="Being delivered", value="\n".join(lines)[:1024], inline=False)
+    if not (purchases.entitlements or purchases.orders):
+        embed.description = "You have not bought anything here yet. Try `/buy`."
+    return embed

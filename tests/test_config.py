@@ -1,0 +1,106 @@
+"""Configuration: TOML + env overrides, one clear line on any bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_settings
+from bot.errors import ConfigError
+
+GOOD = """
+[discord]
+token = "tok-123456789"
+[stripe]
+secret_key = "sk_test_abc"
+webhook_secret = "whsec_abc"
+[http]
+public_url = "https://shop.example.com/"
+"""
+
+
+def shopbot(
+    *args: str, env: dict[str, str] | None = None, cwd: Path
+) -> subprocess.CompletedProcess:
+    clean_env = {"PATH": "/usr/bin:/bin", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_run_without_token_names_the_key(tmp_path: Path) -> None:
+    """`shopbot run` with no config exits non-zero with one line naming discord.token."""
+    result = shopbot("run", cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "discord.token" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_value_names_the_key(tmp_path: Path) -> None:
+    """A bad value exits non-zero naming the key, without a traceback."""
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD.replace("sk_test_abc", "pk_test_abc"))
+    result = shopbot("--config", str(path), "check", cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0
+    assert "stripe.secret_key" in result.stderr
+
+
+def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SHOPBOT_SECTION__KEY overrides the TOML file; defaults fill the rest."""
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD)
+    monkeypatch.setenv("SHOPBOT_HTTP__PORT", "9999")
+    monkeypatch.setenv("SHOPBOT_DISCORD__COMMAND_GUILD_IDS", "[1, 2]")
+    settings = load_settings(path)
+    assert settings.http.port == 9999
+    assert settings.discord.command_guild_ids == [1, 2]
+    assert settings.http.public_url == "https://shop.example.com"
+    assert settings.shop.checkout_expiry_minutes == 30
+
+
+def test_secrets_never_in_repr(tmp_path: Path) -> None:
+    """Tokens and keys are SecretStr: not in repr or str of the settings."""
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD)
+    settings = load_settings(path)
+    text = repr(settings) + str(settings) + settings.model_dump_json()
+    for secret in ("tok-123456789", "sk_test_abc", "whsec_abc"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ("checkout_expiry_minutes = 10\n", "shop.checkout_expiry_minutes"),
+        ('default_currency = "dollars"\n', "shop.default_currency"),
+        ("bogus = 1\n", "shop.bogus"),
+    ],
+)
+def test_bad_shop_values(tmp_path: Path, patch: str, key: str) -> None:
+    """Out-of-range and unknown keys are refused with the key named."""
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD + "[shop]\n" + patch)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_settings(path)
+
+
+def test_example_config_is_complete() -> None:
+    """config.example.toml documents every key and loads as-is."""
+    root = Path(__file__).resolve().parents[1]
+    settings = load_settings(root / "config.example.toml")
+    text = (root / "config.example.toml").read_text()
+    for section, model in settings:
+        for key in type(model).model_fields:
+            alias = type(model).model_fields[key].alias or key
+            assert f"\n{alias} =" in text, f"{section}.{alias} missing from config.example.toml"

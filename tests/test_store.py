@@ -1,0 +1,100 @@
+"""Storage: migrations, refusing newer databases, and unique constraints doing dedupe."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.clock import FrozenClock
+from bot.store import DatabaseTooNew, Store
+
+
+async def open_store(path: Path) -> Store:
+    store = Store(path, FrozenClock())
+    await store.open()
+    return store
+
+
+async def test_migrates_and_sets_pragmas(tmp_path: Path) -> None:
+    """A new database gets the schema, WAL and foreign keys."""
+    store = await open_store(tmp_path / "a" / "shop.db")
+    try:
+        async with store.reading() as tx:
+            version = (await (await tx.conn.execute("PRAGMA user_version")).fetchone())[0]
+            mode = (await (await tx.conn.execute("PRAGMA journal_mode")).fetchone())[0]
+            fks = (await (await tx.conn.execute("PRAGMA foreign_keys")).fetchone())[0]
+        assert version >= 1
+        assert mode == "wal"
+        assert fks == 1
+    finally:
+        await store.close()
+
+
+async def test_refuses_newer_database(tmp_path: Path) -> None:
+    """A database from a newer shopbot is refused instead of being misread."""
+    path = tmp_path / "shop.db"
+    await (await open_store(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    store = Store(path, FrozenClock())
+    with pytest.raises(DatabaseTooNew, match="999"):
+        await store.open()
+    await store.close()
+
+
+async def test_event_and_job_dedupe(tmp_path: Path) -> None:
+    """The same event id and the same job dedupe key are stored only once."""
+    store = await open_store(tmp_path / "shop.db")
+    try:
+        async with store.transaction() as tx:
+            assert await tx.events.insert("evt_1", "x", 1, "{}") is True
+            assert await tx.events.insert("evt_1", "x", 1, "{}") is False
+            first = await tx.jobs.enqueue(guild_id=1, user_id=2, kind="grant_role", dedupe_key="k")
+            again = await tx.jobs.enqueue(guild_id=1, user_id=2, kind="grant_role", dedupe_key="k")
+        assert first is not None
+        assert again is None
+        async with store.reading() as tx:
+            assert await tx.events.count() == 1
+            assert len(await tx.jobs.due()) == 1
+    finally:
+        await store.close()
+
+
+async def test_failed_transaction_writes_nothing(tmp_path: Path) -> None:
+    """An exception inside a transaction rolls every statement back."""
+    store = await open_store(tmp_path / "shop.db")
+    try:
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await tx.products.add(
+                    guild_id=1, name="Gold", price_amount=100, currency="usd", kind="one_time"
+                )
+                raise RuntimeError("boom")
+        async with store.reading() as tx:
+            assert await tx.products.list(1) == []
+    finally:
+        await store.close()
+
+
+async def test_duplicate_live_name_rejected_but_archived_frees_it(tmp_path: Path) -> None:
+    """Names are unique per guild among live products; archiving frees the name."""
+    store = await open_store(tmp_path / "shop.db")
+    try:
+        async with store.transaction() as tx:
+            product = await tx.products.add(
+                guild_id=1, name="Gold", price_amount=1, currency="usd", kind="one_time"
+            )
+        with pytest.raises(sqlite3.IntegrityError):
+            async with store.transaction() as tx:
+                await tx.products.add(
+                    guild_id=1, name="gold", price_amount=1, currency="usd", kind="one_time"
+                )
+        async with store.transaction() as tx:
+            await tx.products.archive(product.id)
+            await tx.products.add(
+                guild_id=1, name="GOLD", price_amount=1, currency="usd", kind="one_time"
+            )
+    finally:
+        await store.close()
