@@ -55,6 +55,11 @@ class ShopBot(commands.Bot):
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = Store(settings.database.path, self.clock)
+        self.payments = StripeGateway(
+            settings.stripe.secret_key.get_secret_value(),
+            settings.stripe.webhook_secret.get_secret_value(),
+            settings.stripe.api_base,
+        )
         self.metrics = Metrics()
         self.background = TaskGroup()
         self._web_runner: web.AppRunner | None = None
@@ -64,11 +69,6 @@ class ShopBot(commands.Bot):
         """Ordered start: store → services → cogs → command sync → web → workers."""
         await self.store.open()
         settings = self.settings
-        self.payments = StripeGateway(
-            settings.stripe.secret_key.get_secret_value(),
-            settings.stripe.webhook_secret.get_secret_value(),
-            settings.stripe.api_base,
-        )
         self.fulfilment = Fulfilment(settings)
         self.shop = ShopService(self.store, self.payments, settings, self.clock)
         self.members_service = MemberService(self.store, self.fulfilment)
@@ -97,6 +97,7 @@ class ShopBot(commands.Bot):
         if self._web_runner is not None:
             await self._web_runner.cleanup()
             self._web_runner = None
+        await self.payments.close()
         await self.store.close()
 
     # start-up steps --------------------------------------------------------------------
@@ -193,6 +194,8 @@ async def check_connectivity(settings: Settings) -> list[str]:
         lines.append(f"stripe: ok, account {account.id}")
     except Exception as exc:
         lines.append(f"stripe: FAILED, {type(exc).__name__} (check stripe.secret_key)")
+    finally:
+        await gateway.close()
     return lines
 
 

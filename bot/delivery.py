@@ -106,7 +106,7 @@ class DeliveryWorker:
         try:
             while True:
                 async with self.store.reading() as tx:
-                    jobs = [job for job in await tx.jobs.due(limit=500) if job.guild_id == guild_id]
+                    jobs = await tx.jobs.due(limit=100, guild_id=guild_id)
                 if not jobs:
                     return
                 for job in jobs:

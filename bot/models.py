@@ -86,7 +86,6 @@ _DATETIME_FIELDS = {
     "finished_at",
 }
 _BOOL_FIELDS = {"allow_promotion_codes", "active", "archived", "removed", "waiting_for_member"}
-_JSON_FIELDS = {"payload", "detail"}
 
 
 class Record:
@@ -104,7 +103,7 @@ class Record:
                 value = parse_iso(value)
             elif field.name in _BOOL_FIELDS:
                 value = bool(value)
-            elif field.name in _JSON_FIELDS:
+            elif str(field.type).startswith("dict"):  # JSON text columns
                 value = json.loads(value or "{}")
             values[field.name] = value
         return cls(**values)

@@ -62,9 +62,10 @@ class StripeGateway:
     """StripeClient with async methods, retries and per-order idempotency keys."""
 
     def __init__(self, secret_key: str, webhook_secret: str, api_base: str) -> None:
+        self._http = stripe.AIOHTTPClient()
         self._client = stripe.StripeClient(
             secret_key,
-            http_client=stripe.AIOHTTPClient(),
+            http_client=self._http,
             base_addresses={"api": api_base},
             max_network_retries=2,
         )
@@ -73,6 +74,9 @@ class StripeGateway:
     @property
     def client(self) -> stripe.StripeClient:
         return self._client
+
+    async def close(self) -> None:
+        await self._http.close_async()
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         """Create the session; the idempotency key makes a retry return the same one."""

@@ -59,6 +59,11 @@ class Purchases:
     pending_jobs: list[Job]
 
 
+def checkout_lifetime(minutes: int) -> timedelta:
+    """Stripe accepts 30 min … 24 h from when it receives the request: keep a minute's margin."""
+    return timedelta(seconds=min(max(minutes * 60, 31 * 60), 24 * 3600 - 60))
+
+
 def new_claim_code() -> str:
     raw = "".join(secrets.choice(CLAIM_ALPHABET) for _ in range(8))
     return f"{raw[:4]}-{raw[4:]}"
@@ -233,7 +238,7 @@ class ShopService:
         product = await self.resolve_product(guild_id, ref, for_sale=True)
         recipient = gift_to or buyer_id
         now = self.clock.now()
-        expires_at = now + timedelta(minutes=self.settings.shop.checkout_expiry_minutes)
+        expires_at = now + checkout_lifetime(self.settings.shop.checkout_expiry_minutes)
         async with self.store.transaction() as tx:
             await self._refuse_if_busy(tx, guild_id, buyer_id, recipient, product)
             if not await tx.products.take_stock(product.id):

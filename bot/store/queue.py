@@ -54,13 +54,17 @@ class JobRepo(Repo):
         row = await self._one("SELECT * FROM delivery_jobs WHERE id=?", (job_id,))
         return None if row is None else Job.from_row(row)
 
-    async def due(self, limit: int = 200) -> list[Job]:
+    async def due(self, limit: int = 200, guild_id: int | None = None) -> list[Job]:
         """Pending jobs whose time has come and that are not waiting for a member."""
-        rows = await self._all(
+        sql = (
             "SELECT * FROM delivery_jobs WHERE status='pending' AND waiting_for_member=0"
-            " AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-            (self.now_iso, limit),
+            " AND next_attempt_at <= ?"
         )
+        params: tuple[Any, ...] = (self.now_iso,)
+        if guild_id is not None:
+            sql += " AND guild_id=?"
+            params += (guild_id,)
+        rows = await self._all(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [Job.from_row(row) for row in rows]
 
     async def next_due_at(self) -> datetime | None:

@@ -1,0 +1,234 @@
+"""Checkout → Stripe event → order paid, entitlement and jobs: exactly once, from our records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.clock import SystemClock
+from bot.config import Settings
+from bot.errors import Conflict, NotFound
+from bot.fulfilment import Fulfilment
+from bot.inbox import Inbox
+from bot.members import MemberService
+from bot.payments import StripeGateway
+from bot.shop import ProductDraft, ShopService
+from bot.store import Store
+from tests.fakes.stripe import FakeStripe
+
+GUILD, ADMIN, BUYER, OTHER = 100, 1, 2, 3
+SECRET = "whsec_unit"
+
+
+@dataclass
+class World:
+    store: Store
+    shop: ShopService
+    members: MemberService
+    inbox: Inbox
+    stripe: FakeStripe
+    woken: list[int]
+
+    async def deliver(self, event: dict[str, Any]) -> bool:
+        payload = json.dumps(event).encode()
+        stored = await self.inbox.receive(event, payload)
+        async with self.store.reading() as tx:
+            pending = await tx.events.unprocessed()
+        for item in pending:
+            await self.inbox.process(item.id, item.payload)
+        return stored
+
+    def rows(self, sql: str) -> list[Any]:
+        import sqlite3
+
+        with sqlite3.connect(self.store.db.path) as conn:
+            return list(conn.execute(sql))
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path: Path, fake_stripe: FakeStripe) -> AsyncIterator[World]:
+    settings = Settings(
+        discord={"token": "t"},
+        stripe={
+            "secret_key": fake_stripe.secret_key,
+            "webhook_secret": SECRET,
+            "api_base": fake_stripe.api_base,
+        },
+        http={"public_url": "https://shop.test"},
+        database={"path": tmp_path / "shop.db"},
+    )
+    store = Store(settings.database.path, SystemClock())
+    await store.open()
+    payments = StripeGateway(fake_stripe.secret_key, SECRET, fake_stripe.api_base)
+    fulfilment = Fulfilment(settings)
+    woken: list[int] = []
+    inbox = Inbox(store, payments, fulfilment, lambda: woken.append(1))
+    try:
+        yield World(
+            store,
+            ShopService(store, payments, settings, SystemClock()),
+            MemberService(store, fulfilment),
+            inbox,
+            fake_stripe,
+            woken,
+        )
+    finally:
+        await payments.close()
+        await store.close()
+
+
+async def add_gold(world: World, **extra: Any) -> int:
+    product = await world.shop.add_product(
+        GUILD, ADMIN, ProductDraft(name="Gold", price="4.99", role_id=555, **extra)
+    )
+    return product.id
+
+
+async def test_checkout_session_matches_the_order(world: World) -> None:
+    """/buy creates a payment-mode session with our order id, amount, metadata and expiry."""
+    await add_gold(world)
+    order, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    session = world.stripe.sessions[order.stripe_session_id]
+    assert session["mode"] == "payment"
+    assert session["amount_total"] == 499 and session["currency"] == "usd"
+    assert session["client_reference_id"] == str(order.id)
+    assert session["metadata"]["user_id"] == str(BUYER)
+    pi_meta = world.stripe.requests_to("/v1/checkout/sessions", "POST")[0].params
+    assert pi_meta["payment_intent_data"]["metadata"]["order_id"] == str(order.id)
+    assert 30 * 60 <= session["expires_at"] - world.stripe.now() <= 32 * 60
+    assert order.checkout_url == session["url"]
+
+
+async def test_paid_event_fulfils_once(world: World) -> None:
+    """A paid checkout → order paid, entitlement, one grant job; the duplicate changes nothing."""
+    await add_gold(world)
+    order, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    event = world.stripe.complete_checkout(order.stripe_session_id)
+    assert await world.deliver(event) is True
+    assert await world.deliver(event) is False
+    assert world.rows("SELECT status, claim_code IS NOT NULL FROM orders") == [("paid", 1)]
+    assert world.rows("SELECT user_id, status FROM entitlements") == [(BUYER, "active")]
+    assert world.rows("SELECT kind, user_id FROM delivery_jobs") == [("grant_role", BUYER)]
+    assert world.rows("SELECT COUNT(*) FROM webhook_events") == [(1,)]
+
+
+async def test_racing_events_for_one_order(world: World) -> None:
+    """completed + async_payment_succeeded for the same order → still one entitlement."""
+    await add_gold(world)
+    order, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    first = world.stripe.complete_checkout(order.stripe_session_id)
+    second = world.stripe.make_event(
+        "checkout.session.async_payment_succeeded", first["data"]["object"]
+    )
+    await world.deliver(first)
+    await world.deliver(second)
+    assert world.rows("SELECT COUNT(*) FROM entitlements") == [(1,)]
+    assert world.rows("SELECT COUNT(*) FROM delivery_jobs") == [(1,)]
+
+
+async def test_unpaid_waits_for_async_payment(world: World) -> None:
+    """payment_status unpaid grants nothing until async_payment_succeeded arrives."""
+    await add_gold(world)
+    order, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    await world.deliver(world.stripe.complete_checkout(order.stripe_session_id, "unpaid"))
+    assert world.rows("SELECT status FROM orders") == [("pending",)]
+    await world.deliver(world.stripe.async_payment(order.stripe_session_id, succeeded=True))
+    assert world.rows("SELECT status FROM orders") == [("paid",)]
+    assert world.rows("SELECT COUNT(*) FROM entitlements") == [(1,)]
+
+
+async def test_forged_metadata_grants_only_our_buyer(world: World) -> None:
+    """Metadata naming another user is ignored: the order's own buyer gets the access."""
+    await add_gold(world)
+    order, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    event = world.stripe.complete_checkout(order.stripe_session_id)
+    event["data"]["object"]["metadata"]["user_id"] = str(OTHER)
+    event["data"]["object"]["metadata"]["recipient_id"] = str(OTHER)
+    await world.deliver(event)
+    assert world.rows("SELECT user_id FROM entitlements") == [(BUYER,)]
+
+
+async def test_unknown_or_mismatched_session_is_kept_not_applied(world: World) -> None:
+    """An event whose session does not match our order is stored as failed and grants nothing."""
+    await add_gold(world)
+    order, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    event = world.stripe.complete_checkout(order.stripe_session_id)
+    event["id"] = "evt_forged"
+    event["data"]["object"]["id"] = "cs_test_somebody_else"
+    await world.deliver(event)
+    assert world.rows("SELECT status FROM webhook_events") == [("failed",)]
+    assert world.rows("SELECT COUNT(*) FROM entitlements") == [(0,)]
+    assert world.rows("SELECT status FROM orders") == [("pending",)]
+
+
+async def test_expired_checkout_returns_stock(world: World) -> None:
+    """checkout.session.expired → order expired and its reserved stock returned."""
+    await add_gold(world, stock=1)
+    order, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    with pytest.raises(Conflict, match="sold out"):
+        await world.shop.start_checkout(GUILD, OTHER, "gold")
+    await world.deliver(world.stripe.expire_checkout(order.stripe_session_id))
+    assert world.rows("SELECT status FROM orders") == [("expired",)]
+    assert world.rows("SELECT stock FROM products") == [(1,)]
+
+
+async def test_stripe_failure_marks_order_failed(world: World) -> None:
+    """A Stripe error at checkout → clear message, order failed, stock returned."""
+    await add_gold(world, stock=5)
+    world.stripe.inject(
+        "/v1/checkout/sessions", status=400, count=1, error_type="invalid_request_error"
+    )
+    from bot.errors import PaymentError
+
+    with pytest.raises(PaymentError):
+        await world.shop.start_checkout(GUILD, BUYER, "gold")
+    assert world.rows("SELECT status FROM orders") == [("failed",)]
+    assert world.rows("SELECT stock FROM products") == [(5,)]
+
+
+async def test_open_checkout_cap(world: World) -> None:
+    """A member cannot hold more than shop.max_open_checkouts unpaid links."""
+    await add_gold(world)
+    for _ in range(3):
+        await world.shop.start_checkout(GUILD, BUYER, "gold")
+    with pytest.raises(Conflict, match="checkout links open"):
+        await world.shop.start_checkout(GUILD, BUYER, "gold")
+
+
+async def test_claim_code_attaches_unclaimed_order_once(world: World) -> None:
+    """An unclaimed paid order goes to the first claimer; a second claimer is refused."""
+    product_id = await add_gold(world)
+    async with world.store.transaction() as tx:
+        order = await tx.orders.create(
+            guild_id=GUILD,
+            buyer_id=BUYER,
+            recipient_id=None,
+            product_id=product_id,
+            amount=499,
+            currency="usd",
+        )
+        await tx.orders.update(order.id, stripe_session_id="cs_test_outside")
+        order = await tx.orders.get(order.id)
+    session = {
+        "id": "cs_test_outside",
+        "client_reference_id": str(order.id),
+        "payment_status": "paid",
+        "amount_total": 499,
+        "currency": "usd",
+    }
+    await world.deliver(world.stripe.make_event("checkout.session.completed", session))
+    code = world.rows("SELECT claim_code FROM orders")[0][0]
+    assert world.rows("SELECT COUNT(*) FROM entitlements") == [(0,)]
+    message = await world.members.claim(GUILD, OTHER, code.lower().replace("-", " "))
+    assert "now yours" in message
+    with pytest.raises(Conflict, match="already been claimed"):
+        await world.members.claim(GUILD, BUYER, code)
+    with pytest.raises(NotFound):
+        await world.members.claim(GUILD + 1, BUYER, code)
+    assert world.rows("SELECT user_id FROM entitlements") == [(OTHER,)]
