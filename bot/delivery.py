@@ -110,7 +110,12 @@ class DeliveryWorker:
                 if not jobs:
                     return
                 for job in jobs:
-                    await self.execute(job)
+                    try:
+                        await self.execute(job)
+                    except Exception:
+                        # Bookkeeping failed after the attempt: leave the job `running`
+                        # (requeued at the next start) and move on to the next one.
+                        log.exception("job %s could not be recorded", job.id)
         finally:
             self._guild_tasks.pop(guild_id, None)
             self._wake.set()
@@ -167,7 +172,7 @@ class DeliveryWorker:
                     guild_id=job.guild_id,
                     user_id=job.user_id,
                     job_id=job.id,
-                    kind=job.kind,
+                    job_kind=job.kind,
                     order_id=job.order_id,
                     error=error,
                 )

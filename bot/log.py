@@ -48,3 +48,5 @@ def setup_logging(level: str, as_json: bool, secrets: Iterable[str]) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("discord").setLevel(max(logging.getLevelName(level), logging.INFO))
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    logging.getLogger("stripe").setLevel(max(logging.getLevelName(level), logging.INFO))

@@ -48,8 +48,15 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: 
 class BotProcess:
     """One `shopbot run` subprocess with its own temp config, database and log file."""
 
-    def __init__(self, workdir: Path, discord: Any, stripe: Any, guild_ids: list[int],
-                 extra: str = "", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        discord: Any,
+        stripe: Any,
+        guild_ids: list[int],
+        extra: str = "",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.discord = discord
         self.stripe = stripe
@@ -90,7 +97,10 @@ level = "DEBUG"
         env.pop("SHOPBOT_CONFIG", None)
         self.proc = subprocess.Popen(
             [*shopbot_command(), "--config", str(self.config_path), "run"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=env,
         )
         log.close()
         if wait:

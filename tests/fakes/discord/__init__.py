@@ -1,0 +1,29 @@
+"""A local fake of Discord (REST + gateway) that the real discord.py client connects to."""
+
+from .fake_interaction import FakeInteraction
+from .gateway import Connection, Gateway, Session
+from .models import FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser, Perm, snowflake
+from .openapi import Violation, get_validator
+from .ratelimit import Fault
+from .responses import RequestRecord, RoleOp
+from .server import FakeDiscord
+
+__all__ = [
+    "Connection",
+    "FakeChannel",
+    "FakeDiscord",
+    "FakeGuild",
+    "FakeInteraction",
+    "FakeMember",
+    "FakeRole",
+    "FakeUser",
+    "Fault",
+    "Gateway",
+    "Perm",
+    "RequestRecord",
+    "RoleOp",
+    "Session",
+    "Violation",
+    "get_validator",
+    "snowflake",
+]

@@ -1,0 +1,310 @@
+"""FakeDiscord: the aiohttp app (REST + gateway websocket) and the test-facing API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from . import responses as R
+from .channels import ChannelRoutes
+from .gateway import Gateway
+from .interactions import FakeInteraction, InteractionMixin
+from .middleware import API_PREFIX, Pipeline
+from .models import FakeChannel, FakeGuild, FakeUser, snowflake
+from .openapi import Violation, get_validator
+from .ratelimit import Fault, FaultInjector, Matcher, RateLimiter
+from .responses import RequestRecord, RoleOp
+from .rest import RestRoutes
+from .state import StateMixin
+from .webhooks import InteractionRoutes
+
+
+class FakeDiscord(StateMixin, InteractionMixin):
+    """A local Discord (REST under /api/v10 + gateway websocket) for the real discord.py client."""
+
+    def __init__(
+        self,
+        token: str = "fake-token",
+        *,
+        heartbeat_interval_ms: int = 41250,
+        validate: bool = True,
+        host: str = "127.0.0.1",
+    ) -> None:
+        """Create ids, the bot user and empty state; nothing listens until start()."""
+        self.token = token
+        self.host = host
+        self.port = 0
+        self.application_id = snowflake()
+        self.bot_user = FakeUser(snowflake(), "shopbot", bot=True)
+        self.owner_user = FakeUser(snowflake(), "app-owner")
+        self.users = {self.bot_user.id: self.bot_user, self.owner_user.id: self.owner_user}
+        self.guilds: dict[int, FakeGuild] = {}
+        self.channels: dict[int, FakeChannel] = {}
+        self.dm_channels: dict[int, FakeChannel] = {}
+        self.dm_closed: set[int] = set()
+        self.messages: dict[int, dict[str, Any]] = {}
+        self.attachments: dict[int, tuple[str, bytes, str]] = {}
+        self.interactions: dict[int, FakeInteraction] = {}
+        self.synced_commands: dict[int | str, list[dict[str, Any]]] = {}
+        self.command_syncs: list[tuple[int | str, list[dict[str, Any]]]] = []
+        self.requests: list[RequestRecord] = []
+        self.violations: list[Violation] = []
+        self.unhandled: list[RequestRecord] = []
+        self.role_ops: list[RoleOp] = []
+        self.dms: list[tuple[int, dict[str, Any]]] = []
+        self.channel_messages: list[tuple[int, dict[str, Any]]] = []
+        self.invites: list[dict[str, Any]] = []
+        self.kicks: list[tuple[int, int, str | None]] = []
+        self.invalid_request_count = 0
+        self.members_intent_enabled = True
+        self.interaction_response_timeout: float | None = 3.0
+        self.validate = validate
+        self.faults = FaultInjector()
+        self.ratelimits = RateLimiter()
+        self.gateway = Gateway(self, heartbeat_interval_ms)
+        self._validator = get_validator() if validate else None
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> FakeDiscord:
+        """Bind 127.0.0.1 on a free port and serve."""
+        app = web.Application(middlewares=[Pipeline(self).middleware])
+        for route in [
+            *RestRoutes(self).routes(),
+            *ChannelRoutes(self).routes(),
+            *InteractionRoutes(self).routes(),
+        ]:
+            app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
+        app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_get("/", self.gateway.handle)
+        app.router.add_get("/attachments/{attachment_id}/{filename}", self._serve_attachment)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        """Close sockets and the server."""
+        await self.gateway.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeDiscord:
+        """Start the fake."""
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Stop the fake."""
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        """REST base for `discord.http.Route.BASE`."""
+        return self.base_url + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        """Websocket URL for `DiscordWebSocket.DEFAULT_GATEWAY` (also resume_gateway_url)."""
+        return f"ws://{self.host}:{self.port}/gateway"
+
+    @property
+    def bot_user_id(self) -> int:
+        """The bot's user id."""
+        return self.bot_user.id
+
+    # ------------------------------------------------------------- gateway
+    @property
+    def connected(self) -> bool:
+        """Whether a client websocket is live."""
+        return self.gateway.connected
+
+    def dispatch(self, event: str, data: dict[str, Any]) -> int | None:
+        """Send a gateway event (buffered for RESUME while the socket is down); returns seq."""
+        return self.gateway.dispatch(event, data)
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until a client IDENTIFIED and received READY plus every GUILD_CREATE."""
+        await self.gateway.wait_ready(timeout)
+
+    async def drop_connection(self) -> None:
+        """Abort the socket (no close frame); the client should RESUME."""
+        await self.gateway.drop_connection()
+
+    async def invalidate_session(self, resumable: bool = False) -> None:
+        """Send op 9 (d=false by default): the client must IDENTIFY again."""
+        await self.gateway.invalidate_session(resumable)
+
+    async def request_reconnect(self) -> None:
+        """Send op 7 RECONNECT."""
+        await self.gateway.request_reconnect()
+
+    # -------------------------------------------------------------- faults
+    def inject(
+        self,
+        match: str | Matcher,
+        status: int | None = 500,
+        count: int | None = 1,
+        delay: float = 0.0,
+        body: Any = None,
+        retry_after: float = 0.05,
+    ) -> Fault:
+        """Fail (or just delay, with status=None) the next `count` matching requests."""
+        return self.faults.add(Fault(match, status, count, delay, body, retry_after))
+
+    @property
+    def latency(self) -> float:
+        """Extra delay added to every REST response."""
+        return self.faults.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        """Set the extra delay (seconds)."""
+        self.faults.latency = seconds
+
+    def set_role_rate_limit(self, limit: int | None = 10, per_seconds: float = 1.0) -> None:
+        """Member-role bucket: `limit` per `per_seconds`, one per guild (None = unlimited)."""
+        self.ratelimits.set_role_rate_limit(limit, per_seconds)
+
+    # ------------------------------------------------------------- waiting
+    def _notify(self) -> None:
+        """Wake every wait_for() (called on each request, event and response)."""
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 10.0, *, what: str | None = None
+    ) -> Any:
+        """Wait until `predicate()` is truthy (woken by every fake change; 10 ms fallback)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (result := predicate()):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.01))
+        return result
+
+    def _loop_time(self) -> float:
+        """The running loop's clock."""
+        return asyncio.get_running_loop().time()
+
+    def _violation(self, method: str, path: str, template: str | None, error: str) -> None:
+        """Record an OpenAPI / protocol violation."""
+        self.violations.append(Violation(method, path, template, error))
+
+    # ------------------------------------------------------ shared helpers
+    def _interaction_by_token(self, token: str) -> FakeInteraction | None:
+        """The interaction whose webhook token this is, if any."""
+        return next((i for i in self.interactions.values() if i.token == token), None)
+
+    def _dm_channel(self, user_id: int) -> FakeChannel:
+        """The (created on first use) DM channel with a user."""
+        channel = self.dm_channels.get(user_id)
+        if channel is None:
+            user = self.add_user(user_id)
+            channel = FakeChannel(snowflake(), None, 1, recipient=user)
+            self.dm_channels[user_id] = self.channels[channel.id] = channel
+        return channel
+
+    def add_attachment(
+        self, filename: str, content: bytes, content_type: str = "text/plain"
+    ) -> dict[str, Any]:
+        """Host a file; pass the returned dict as an ATTACHMENT option value."""
+        aid = snowflake()
+        self.attachments[aid] = (filename, content, content_type)
+        url = f"{self.base_url}/attachments/{aid}/{urllib.parse.quote(filename)}"
+        return {
+            "id": str(aid),
+            "filename": filename,
+            "size": len(content),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+
+    def _attachments(self, body: R.ParsedBody) -> list[dict[str, Any]]:
+        """Host the uploaded files of a request as attachments."""
+        return [
+            self.add_attachment(f.filename or f.field, f.data, f.content_type or "")
+            for f in body.files
+        ]
+
+    async def _serve_attachment(self, request: web.Request) -> web.Response:
+        """GET /attachments/{id}/{filename}: the hosted file."""
+        found = self.attachments.get(int(request.match_info["attachment_id"]))
+        if found is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=found[1], content_type=found[2] or "application/octet-stream")
+
+    def _self_user_payload(self) -> dict[str, Any]:
+        """The bot's own user object (`GET /users/@me`, READY)."""
+        return {
+            **self.bot_user.payload(),
+            "verified": True,
+            "mfa_enabled": False,
+            "locale": "en-US",
+            "email": None,
+        }
+
+    def _application_flags(self) -> int:
+        """GATEWAY_GUILD_MEMBERS_LIMITED (1 << 15) while the members intent is enabled."""
+        return 1 << 15 if self.members_intent_enabled else 0
+
+    def _application_payload(self) -> dict[str, Any]:
+        """The full application object (`GET /oauth2/applications/@me`)."""
+        return {
+            "id": str(self.application_id),
+            "name": self.bot_user.username,
+            "icon": None,
+            "description": "",
+            "summary": "",
+            "type": None,
+            "bot_public": False,
+            "bot_require_code_grant": False,
+            "verify_key": "0" * 64,
+            "flags": self._application_flags(),
+            "owner": self.owner_user.payload(),
+            "team": None,
+            "bot": self.bot_user.payload(),
+            "redirect_uris": [],
+            "interactions_endpoint_url": None,
+            "tags": [],
+            "approximate_guild_count": len(self.guilds),
+            "integration_types_config": {"0": {}},
+        }
+
+    def _ready_payload(self, session_id: str, shard: list[int]) -> dict[str, Any]:
+        """The READY event data."""
+        return {
+            "v": 10,
+            "user": self._self_user_payload(),
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "session_id": session_id,
+            "session_type": "normal",
+            "resume_gateway_url": self.gateway_url,
+            "shard": shard,
+            "application": {"id": str(self.application_id), "flags": self._application_flags()},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": [],
+            "user_settings": {},
+            "auth": {},
+            "_trace": ['["fake-gateway",{"micros":0}]'],
+        }

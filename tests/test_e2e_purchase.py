@@ -1,0 +1,214 @@
+"""The purchase loop end to end: /shop product add → /buy → Stripe → webhook → role → /purchases."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.harness import WEBHOOK_SECRET
+from tests.shop import ADMIN, BUYER, FRIEND, STRANGER, Shop, checkout_url, text_of
+
+
+async def test_buy_pay_get_role(shop: Shop) -> None:
+    """Admin adds a role product; a member buys, pays, gets role, receipt and /purchases."""
+    await shop.add_product("VIP", "4.99")
+    session_id = await shop.buy(BUYER, "VIP")
+    session = shop.stripe.sessions[session_id]
+    assert session["mode"] == "payment"
+    assert (session["amount_total"], session["currency"]) == (499, "usd")
+    order_id = session["client_reference_id"]
+    assert session["metadata"] == {
+        "order_id": order_id,
+        "guild_id": str(shop.guild_id),
+        "user_id": str(BUYER),
+        "recipient_id": str(BUYER),
+        "product_id": session["metadata"]["product_id"],
+    }
+    assert 1800 <= session["expires_at"] - shop.stripe.now() <= 1920
+    await shop.pay(session_id)
+    await shop.wait(lambda: shop.has_role(BUYER), "role granted")
+    await shop.wait(lambda: shop.dms_to(BUYER), "receipt DM")
+    assert "claim code" in str(shop.dms_to(BUYER)[0])
+    reply = await shop.command(BUYER, "purchases")
+    assert "VIP" in text_of(reply) and "active" in text_of(reply)
+
+
+async def test_duplicate_and_racing_events_grant_once(shop: Shop) -> None:
+    """The same event twice, and two events for one order at once → one grant, one receipt."""
+    await shop.add_product()
+    session_id = await shop.buy()
+    event = shop.stripe.complete_checkout(session_id)
+    racing = shop.stripe.make_event(
+        "checkout.session.async_payment_succeeded", event["data"]["object"]
+    )
+    results = await asyncio.gather(
+        shop.sender.send(event), shop.sender.send(event), shop.sender.send(racing)
+    )
+    assert [status for status, _ in results] == [200, 200, 200]
+    await shop.wait(lambda: shop.dms_to(BUYER), "receipt DM")
+    await shop.wait(
+        lambda: shop.bot.scalar("SELECT COUNT(*) FROM webhook_events WHERE status='received'") == 0,
+        "events processed",
+    )
+    await shop.wait(
+        lambda: (
+            shop.bot.scalar(
+                "SELECT COUNT(*) FROM delivery_jobs WHERE status IN ('pending','running')"
+            )
+            == 0
+        ),
+        "queue drained",
+    )
+    assert len(shop.role_adds(BUYER)) == 1
+    assert len(shop.dms_to(BUYER)) == 1
+    assert shop.bot.scalar("SELECT COUNT(*) FROM entitlements") == 1
+    assert shop.bot.scalar("SELECT COUNT(*) FROM webhook_events") == 2
+
+
+async def test_bad_webhooks_change_nothing(shop: Shop) -> None:
+    """Bad/missing signature, stale timestamp, bad JSON, oversized body → 4xx, no change."""
+    from tests.fakes.stripe import sign_payload
+
+    await shop.add_product()
+    session_id = await shop.buy()
+    event = shop.stripe.complete_checkout(session_id)
+    body = __import__("json").dumps(event).encode()
+    good = sign_payload(body, WEBHOOK_SECRET)
+    cases = [
+        (body, {"Stripe-Signature": sign_payload(body, "whsec_wrong")}),
+        (body, {}),
+        (
+            body,
+            {
+                "Stripe-Signature": sign_payload(
+                    body, WEBHOOK_SECRET, timestamp=shop.stripe.now() - 3600
+                )
+            },
+        ),
+        (body + b" tampered", {"Stripe-Signature": good}),
+        (b"{not json", {"Stripe-Signature": sign_payload(b"{not json", WEBHOOK_SECRET)}),
+        (
+            b'{"id": "evt_x"}',
+            {"Stripe-Signature": sign_payload(b'{"id": "evt_x"}', WEBHOOK_SECRET)},
+        ),
+        (b"x" * (1024 * 1024 + 10), {"Stripe-Signature": good}),
+    ]
+    for payload, headers in cases:
+        status, _ = await shop.sender.send_raw(
+            payload, {"Content-Type": "application/json", **headers}
+        )
+        assert 400 <= status < 500, (status, payload[:40], headers)
+    assert shop.bot.scalar("SELECT COUNT(*) FROM webhook_events") == 0
+    assert shop.bot.scalar("SELECT status FROM orders") == "pending"
+    status, _ = await shop.sender.send(event)
+    assert status == 200
+    await shop.wait(lambda: shop.has_role(BUYER), "valid event still works after the bad ones")
+
+
+async def test_buyer_not_in_guild_gets_role_on_join_and_rejoin(shop: Shop) -> None:
+    """Paid while away → job waits; joins (after screening) → role; rejoins → role again."""
+    await shop.add_product()
+    shop.discord.add_member(shop.guild_id, STRANGER, dispatch=False)
+    session_id = await shop.buy(STRANGER)
+    shop.discord.remove_member(shop.guild_id, STRANGER, dispatch=True)
+    await shop.pay(session_id)
+    await shop.wait(
+        lambda: (
+            shop.bot.scalar("SELECT waiting_for_member FROM delivery_jobs WHERE kind='grant_role'")
+            == 1
+        ),
+        "job waiting for the member",
+    )
+    assert not shop.has_role(STRANGER)
+    shop.discord.add_member(shop.guild_id, STRANGER, pending=True, dispatch=True)
+    shop.discord.add_member(shop.guild_id, FRIEND, dispatch=True)  # a marker event after it
+    await shop.wait(
+        lambda: shop.bot.scalar("SELECT COUNT(*) FROM pending_screening") == 1, "screening recorded"
+    )
+    assert not shop.has_role(STRANGER)
+    shop.discord.update_member(shop.guild_id, STRANGER, pending=False)
+    await shop.wait(lambda: shop.has_role(STRANGER), "role after screening")
+    shop.discord.remove_member(shop.guild_id, STRANGER)
+    shop.discord.add_member(shop.guild_id, STRANGER, dispatch=True)
+    await shop.wait(lambda: shop.has_role(STRANGER), "role re-granted on rejoin")
+    assert shop.bot.scalar("SELECT COUNT(*) FROM entitlements") == 1
+
+
+async def test_role_hierarchy_refused_then_failed_with_reason(shop: Shop) -> None:
+    """A role above the bot is refused at add; a later hierarchy change fails the job clearly."""
+    reply = await shop.admin(
+        "shop product add", {"name": "Mod", "price": "9", "role": shop.high_role}
+    )
+    assert "above the bot's highest role" in text_of(reply)
+    assert shop.bot.scalar("SELECT COUNT(*) FROM products") == 0
+    await shop.add_product()
+    session_id = await shop.buy()
+    shop.discord.update_role(shop.guild_id, shop.vip_role, position=80)
+    await shop.pay(session_id)
+    await shop.wait(
+        lambda: (
+            shop.bot.scalar("SELECT status FROM delivery_jobs WHERE kind='grant_role'") == "failed"
+        ),
+        "job failed",
+    )
+    reason = shop.bot.scalar("SELECT last_error FROM delivery_jobs WHERE kind='grant_role'")
+    assert "above the bot's highest role" in reason
+    queue = await shop.admin("shop queue", {"status": "failed"})
+    assert "above the bot's highest role" in text_of(queue)
+    await shop.wait(lambda: shop.dms_to(BUYER), "receipt mentions the problem")
+    assert "could not be completed" in str(shop.dms_to(BUYER)[0])
+
+
+async def test_non_admin_is_refused_server_side(shop: Shop) -> None:
+    """A member without Manage Server invoking /shop product add is refused; nothing is created."""
+    reply = await shop.admin(
+        "shop product add", {"name": "Free", "price": "1"}, user=BUYER, permissions=0
+    )
+    assert "Only server admins" in text_of(reply)
+    assert shop.bot.scalar("SELECT COUNT(*) FROM products") == 0
+
+
+async def test_bad_product_input_is_refused(shop: Shop) -> None:
+    """Invalid prices, duplicate names and contradictory options get a clear error and no write."""
+    await shop.add_product("VIP", "4.99")
+    for options, expected in [
+        ({"name": "A", "price": "abc"}, "not a price"),
+        ({"name": "A", "price": "-1"}, "more than zero"),
+        ({"name": "A", "price": "4.999"}, "decimal places"),
+        ({"name": "A", "price": "99999999"}, "too large"),
+        ({"name": "vip", "price": "1"}, "already exists"),
+        ({"name": "A", "price": "1", "kind": "subscription"}, "interval"),
+        ({"name": "A", "price": "1", "kind": "timed"}, "duration_days"),
+        ({"name": "A", "price": "1", "currency": "dollars"}, "currency"),
+    ]:
+        reply = await shop.admin("shop product add", options)
+        assert expected in text_of(reply), (options, text_of(reply))
+    assert shop.bot.scalar("SELECT COUNT(*) FROM products") == 1
+
+
+async def test_buy_menu_without_product(shop: Shop) -> None:
+    """/buy with no product shows a select menu; choosing from it gives an ephemeral link."""
+    await shop.add_product("VIP", "4.99")
+    inter = await shop.discord.invoke_command(shop.guild_id, BUYER, "buy", {}, permissions="0")
+    menu = await inter.wait_message()
+    assert inter.is_ephemeral()
+    select = menu["components"][0]["components"][0]
+    product_id = select["options"][0]["value"]
+    click = await shop.discord.click_component(
+        shop.guild_id, BUYER, select["custom_id"], message_id=int(menu["id"]), values=[product_id]
+    )
+    message = await click.wait_message(predicate=lambda m: checkout_url(m) is not None)
+    assert click.is_ephemeral()
+    assert checkout_url(message)
+
+
+async def test_claim_code_refused_for_someone_else(shop: Shop) -> None:
+    """The buyer's claim code cannot be taken by another member."""
+    await shop.add_product()
+    await shop.pay(await shop.buy())
+    await shop.wait(lambda: shop.bot.scalar("SELECT claim_code FROM orders"), "claim code")
+    code = shop.bot.scalar("SELECT claim_code FROM orders")
+    reply = await shop.command(FRIEND, "claim", {"code": code})
+    assert "already been claimed" in text_of(reply)
+    reply = await shop.command(BUYER, "claim", {"code": code})
+    assert "already yours" in text_of(reply)
+    assert ADMIN != BUYER

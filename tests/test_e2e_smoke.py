@@ -1,0 +1,28 @@
+"""The real `shopbot run` connects to the fakes, syncs commands and answers ephemerally."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.shop import BUYER, Shop, text_of
+
+
+async def test_connects_syncs_and_is_healthy(shop: Shop) -> None:
+    """healthz is 200 with the gateway connected; /shop carries default_member_permissions."""
+    async with aiohttp.ClientSession() as session, session.get(f"{shop.bot.url}/healthz") as r:
+        assert r.status == 200
+        assert (await r.json())["gateway"] is True
+    commands = (
+        shop.discord.synced_commands.get(shop.guild_id)
+        or shop.discord.synced_commands[str(shop.guild_id)]
+    )
+    names = {c["name"] for c in commands}
+    assert {"buy", "claim", "purchases", "help", "shop"} <= names
+    admin = next(c for c in commands if c["name"] == "shop")
+    assert admin["default_member_permissions"] == str(1 << 5)
+
+
+async def test_help_is_ephemeral(shop: Shop) -> None:
+    """A slash command is answered, ephemerally, by the real process."""
+    reply = await shop.command(BUYER, "help")
+    assert "/buy" in text_of(reply)
