@@ -52,6 +52,7 @@ class Shop:
 
     async def add_product(self, name: str = "VIP", price: str = "4.99", **options: Any) -> None:
         options.setdefault("role", self.vip_role)
+        options = {key: value for key, value in options.items() if value is not None}
         reply = await self.admin("shop product add", {"name": name, "price": price, **options})
         assert "Added" in text_of(reply), text_of(reply)
 

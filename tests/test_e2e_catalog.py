@@ -1,0 +1,89 @@
+"""Catalog and buyer surfaces end to end: edit/remove/list, autocomplete, pages, closed DMs."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.shop import BUYER, Shop, text_of
+
+
+async def test_edit_remove_list(shop: Shop) -> None:
+    """Admins edit price/stock/active, list shows it, remove archives but keeps history."""
+    await shop.add_product("VIP", "4.99")
+    reply = await shop.admin("shop product edit", {"product": "vip", "price": "6.50", "stock": 3})
+    assert "6.50 USD" in text_of(reply)
+    listing = text_of(await shop.admin("shop product list"))
+    assert "VIP" in listing and "3 left" in listing
+    await shop.admin("shop product edit", {"product": "VIP", "active": False})
+    refused = await shop.command(BUYER, "buy", {"product": "VIP"})
+    assert "not for sale" in text_of(refused)
+    assert "Nothing to change" in text_of(await shop.admin("shop product edit", {"product": "VIP"}))
+    await shop.admin("shop product remove", {"product": "VIP"})
+    assert "No products" in text_of(await shop.admin("shop product list"))
+    assert shop.bot.scalar("SELECT archived FROM products") == 1
+    missing = await shop.command(BUYER, "buy", {"product": "VIP"})
+    assert "no product called" in text_of(missing)
+
+
+async def test_autocomplete_lists_active_products(shop: Shop) -> None:
+    """/buy autocompletes active products of the guild by name, with their price."""
+    await shop.add_product("VIP", "4.99")
+    await shop.add_product("Gold", "10", role=None)
+    await shop.admin("shop product edit", {"product": "Gold", "active": False})
+    inter = await shop.discord.autocomplete(
+        shop.guild_id, BUYER, "buy", [{"name": "product", "type": 3, "value": "v", "focused": True}]
+    )
+    choices = await inter.wait_choices()
+    assert [c["name"] for c in choices] == ["VIP — 4.99 USD"]
+
+
+async def test_success_and_cancel_pages(shop: Shop) -> None:
+    """The success page shows product and claim code; unknown sessions get a friendly 404."""
+    await shop.add_product("VIP", "4.99")
+    session_id = await shop.buy()
+    await shop.pay(session_id)
+    await shop.wait(lambda: shop.bot.scalar("SELECT claim_code FROM orders"), "claim code")
+    code = shop.bot.scalar("SELECT claim_code FROM orders")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{shop.bot.url}/checkout/success", params={"session_id": session_id}
+        ) as page:
+            body = await page.text()
+            assert page.status == 200
+            assert code in body and "VIP" in body and str(shop.guild_id) in body
+            assert shop.stripe.secret_key not in body
+        async with http.get(
+            f"{shop.bot.url}/checkout/success", params={"session_id": "cs_nope<script>"}
+        ) as page:
+            assert page.status == 404
+            assert "<script>" not in await page.text()
+        async with http.get(f"{shop.bot.url}/checkout/cancel") as page:
+            assert page.status == 200 and "Nothing was charged" in await page.text()
+
+
+async def test_closed_dms_do_not_fail_the_grant(shop: Shop) -> None:
+    """A buyer with DMs closed still gets the role; the receipt job completes without failing."""
+    await shop.add_product()
+    shop.discord.set_dm_closed(BUYER, True)
+    await shop.pay(await shop.buy())
+    await shop.wait(lambda: shop.has_role(BUYER), "role")
+    await shop.wait(
+        lambda: (
+            shop.bot.scalar("SELECT status FROM delivery_jobs WHERE kind='receipt'") == "completed"
+        ),
+        "receipt done",
+    )
+    assert shop.bot.scalar("SELECT COUNT(*) FROM delivery_jobs WHERE status='failed'") == 0
+
+
+async def test_gift_goes_to_the_recipient(shop: Shop) -> None:
+    """/buy gift_to gives the entitlement and role to the recipient; the buyer gets the receipt."""
+    from tests.shop import FRIEND
+
+    await shop.add_product()
+    session_id = await shop.buy(BUYER, "VIP", gift_to=FRIEND)
+    await shop.pay(session_id)
+    await shop.wait(lambda: shop.has_role(FRIEND), "gift role")
+    assert not shop.has_role(BUYER)
+    await shop.wait(lambda: shop.dms_to(BUYER), "receipt to the buyer")
+    assert "gift" in str(shop.dms_to(BUYER)[0])
