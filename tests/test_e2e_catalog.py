@@ -87,3 +87,17 @@ async def test_gift_goes_to_the_recipient(shop: Shop) -> None:
     assert not shop.has_role(BUYER)
     await shop.wait(lambda: shop.dms_to(BUYER), "receipt to the buyer")
     assert "gift" in str(shop.dms_to(BUYER)[0])
+
+
+async def test_slow_or_failing_stripe(shop: Shop) -> None:
+    """/buy defers within Discord's 3 s when Stripe is slow; a Stripe error is a clear reply."""
+    await shop.add_product()
+    shop.stripe.inject("/v1/checkout/sessions", status=None, delay=4.0, count=1)
+    session_id = await shop.buy()
+    assert session_id
+    shop.stripe.inject(
+        "/v1/checkout/sessions", status=400, count=1, error_type="invalid_request_error"
+    )
+    reply = await shop.command(BUYER, "buy", {"product": "VIP"})
+    assert "Stripe refused this checkout" in text_of(reply)
+    assert shop.bot.scalar("SELECT status FROM orders ORDER BY id DESC LIMIT 1") == "failed"
