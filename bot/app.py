@@ -23,6 +23,7 @@ from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
 from bot.members import MemberService
 from bot.payments import StripeGateway
+from bot.reconcile import Reconciler
 from bot.shop import ShopService
 from bot.store import Store
 from bot.tasks import TaskGroup
@@ -72,9 +73,11 @@ class ShopBot(commands.Bot):
         self.fulfilment = Fulfilment(settings)
         self.shop = ShopService(self.store, self.payments, settings, self.clock)
         self.members_service = MemberService(self.store, self.fulfilment)
+        self.adapter = DiscordAdapter(self)
+        self.reconciler = Reconciler(self.store)
         self.worker = DeliveryWorker(
             self.store,
-            DiscordAdapter(self),
+            self.adapter,
             self.clock,
             on_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
         )
@@ -87,6 +90,7 @@ class ShopBot(commands.Bot):
         await self._point_gateway()
         self.background.start(self.inbox.run(), name="inbox")
         self.background.start(self.worker.run(), name="delivery")
+        self.background.start(self._reconcile_periodically(), name="reconcile")
 
     async def close(self) -> None:
         """Reverse order: workers and cogs, then Discord, then the web server, then the DB."""
@@ -99,6 +103,22 @@ class ShopBot(commands.Bot):
             self._web_runner = None
         await self.payments.close()
         await self.store.close()
+
+    async def reconcile_all(self) -> None:
+        """Fix role drift in every guild (at each READY and periodically)."""
+        for guild in list(self.guilds):
+            try:
+                await self.reconciler.reconcile(guild.id, self.adapter.member_roles(guild.id))
+            except Exception:
+                log.exception("reconciliation of guild %s failed; will retry later", guild.id)
+        self.worker.wake()
+
+    async def _reconcile_periodically(self) -> None:
+        await self.wait_until_ready()
+        interval = self.settings.shop.reconcile_interval_minutes * 60
+        while True:
+            await asyncio.sleep(interval)
+            await self.reconcile_all()
 
     # start-up steps --------------------------------------------------------------------
 

@@ -94,6 +94,7 @@ class ShopSettings(Section):
     claim_expiry_hours: Annotated[int, Field(ge=1, le=24 * 365)] = 72
     subscription_grace_hours: Annotated[int, Field(ge=0, le=24 * 60)] = 24
     max_open_checkouts: Annotated[int, Field(ge=1, le=50)] = 3
+    reconcile_interval_minutes: Annotated[int, Field(ge=5, le=7 * 24 * 60)] = 60
 
     @field_validator("default_currency")
     @classmethod

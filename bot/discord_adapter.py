@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -74,6 +74,19 @@ class DiscordAdapter:
             )
         )
         return f"https://discord.gg/{invite['code']}"
+
+    async def member_roles(self, guild_id: int) -> AsyncIterator[tuple[int, frozenset[int]]]:
+        """Every member of the guild with their role ids, 1,000 per REST call, uncached."""
+        after = 0
+        while True:
+            page: Any = await self._call(
+                self.bot.http.get_members(guild_id, 1000, after), guild_id=guild_id
+            )
+            for member in page:
+                yield int(member["user"]["id"]), frozenset(int(r) for r in member["roles"])
+            if len(page) < 1000:
+                return
+            after = int(page[-1]["user"]["id"])
 
     async def _call(
         self, request: Awaitable[T], *, guild_id: int | None = None, role_id: int | None = None

@@ -16,6 +16,11 @@ class Members(commands.Cog):
         self.bot = bot
 
     @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Every READY (start, or a session Discord invalidated): events may have been missed."""
+        self.bot.background.start(self.bot.reconcile_all(), name="reconcile-on-ready")
+
+    @commands.Cog.listener()
     async def on_member_join(self, member: discord.Member) -> None:
         if member.bot:
             return

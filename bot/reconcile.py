@@ -1,0 +1,104 @@
+"""Reconciliation: compare who should hold which shop role with who does, and fix the gap.
+
+Runs at startup (every READY, which also covers sessions Discord invalidated, whose missed
+events are lost) and periodically. Members are read in pages of 1,000 (one list call per
+page, not one fetch per entitlement). A role is re-granted when an active entitlement wants
+it and the member lacks it; a role is taken back only when the ledger says the bot granted
+it and its entitlement ended — roles given by hand are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+
+from bot.store import Store
+from bot.store.roles import RoleRepo, WantedRole
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    guild_id: int
+    members_seen: int
+    granted: int
+    revoked: int
+
+
+class Reconciler:
+    """Plans from the database, compares with the member list, queues the fixes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def reconcile(
+        self, guild_id: int, members: AsyncIterable[tuple[int, frozenset[int]]]
+    ) -> ReconcileReport:
+        async with self.store.reading() as tx:
+            roles = RoleRepo(tx.conn, tx.now)
+            wanted: dict[int, list[WantedRole]] = defaultdict(list)
+            for item in await roles.wanted(guild_id):
+                wanted[item.user_id].append(item)
+            stale: dict[int, set[int]] = defaultdict(set)
+            for user_id, role_id in await roles.stale(guild_id):
+                stale[user_id].add(role_id)
+        grants: list[WantedRole] = []
+        revokes: list[tuple[int, int]] = []
+        seen = 0
+        async for user_id, held in members:
+            seen += 1
+            wanted_here = wanted.get(user_id, [])
+            wanted_ids = {item.role_id for item in wanted_here}
+            given: set[int] = set()
+            for item in wanted_here:
+                if item.role_id not in held and item.role_id not in given:
+                    grants.append(item)
+                    given.add(item.role_id)
+            for role_id in (stale.get(user_id, set()) & held) - wanted_ids:
+                revokes.append((user_id, role_id))
+        async with self.store.transaction() as tx:
+            queued = await RoleRepo(tx.conn, tx.now).queued(guild_id)
+            granted = revoked = 0
+            for item in grants:
+                if (item.user_id, item.role_id, "grant_role") in queued:
+                    continue
+                await tx.jobs.enqueue(
+                    guild_id=guild_id,
+                    user_id=item.user_id,
+                    kind="grant_role",
+                    order_id=item.order_id,
+                    entitlement_id=item.entitlement_id,
+                    action_id=item.action_id,
+                    payload={"role_id": item.role_id, "stage": "reconcile"},
+                )
+                granted += 1
+            for user_id, role_id in revokes:
+                if (user_id, role_id, "revoke_role") in queued:
+                    continue
+                await tx.jobs.enqueue(
+                    guild_id=guild_id,
+                    user_id=user_id,
+                    kind="revoke_role",
+                    payload={"role_id": role_id, "stage": "reconcile"},
+                )
+                revoked += 1
+            if granted or revoked:
+                await tx.audit.add(
+                    "reconcile",
+                    guild_id=guild_id,
+                    members_seen=seen,
+                    granted=granted,
+                    revoked=revoked,
+                )
+        report = ReconcileReport(guild_id, seen, granted, revoked)
+        log.info(
+            "reconciled guild %s: %d members, %d roles to give back, %d to take back",
+            guild_id,
+            seen,
+            granted,
+            revoked,
+        )
+        return report

@@ -1,0 +1,53 @@
+"""What roles members should have, from entitlements and the role grant ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.store.base import Repo
+
+
+@dataclass(frozen=True, slots=True)
+class WantedRole:
+    """A role an active entitlement says the member should hold."""
+
+    user_id: int
+    role_id: int
+    entitlement_id: int
+    order_id: int | None
+    action_id: int
+
+
+class RoleRepo(Repo):
+    """Bulk reads for reconciliation (one query per guild, not one per member)."""
+
+    async def wanted(self, guild_id: int) -> list[WantedRole]:
+        """Every (member, role) that an active entitlement's grant_role action gives."""
+        rows = await self._all(
+            "SELECT e.user_id, a.role_id, e.id, e.order_id, a.id FROM entitlements e"
+            " JOIN actions a ON a.product_id = e.product_id AND a.type = 'grant_role'"
+            " AND a.stage = 'on_purchase' AND a.removed = 0 AND a.role_id IS NOT NULL"
+            " WHERE e.guild_id = ? AND e.status = 'active' ORDER BY e.id",
+            (guild_id,),
+        )
+        return [WantedRole(*row) for row in rows]
+
+    async def stale(self, guild_id: int) -> set[tuple[int, int]]:
+        """(member, role) pairs the bot granted whose entitlement is no longer active."""
+        rows = await self._all(
+            "SELECT rg.user_id, rg.role_id FROM role_grants rg"
+            " JOIN entitlements e ON e.id = rg.entitlement_id"
+            " WHERE rg.guild_id = ? AND rg.status = 'granted' AND e.status != 'active'",
+            (guild_id,),
+        )
+        return {(row[0], row[1]) for row in rows}
+
+    async def queued(self, guild_id: int) -> set[tuple[int, int, str]]:
+        """(member, role, kind) of role jobs already pending or running."""
+        rows = await self._all(
+            "SELECT user_id, json_extract(payload, '$.role_id'), kind FROM delivery_jobs"
+            " WHERE guild_id = ? AND status IN ('pending', 'running')"
+            " AND kind IN ('grant_role', 'revoke_role')",
+            (guild_id,),
+        )
+        return {(row[0], int(row[1]), row[2]) for row in rows if row[1] is not None}
