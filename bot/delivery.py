@@ -69,6 +69,8 @@ class DeliveryWorker:
             "kick": self._kick,
             "ban": self._ban,
             "create_invite": self._create_invite,
+            "revoke_role": self._revoke_role,
+            "notice": self._notice,
         }
 
     def wake(self) -> None:
@@ -256,3 +258,44 @@ class DeliveryWorker:
             raise PermanentFailure("create_invite action has no channel")
         url = await self.discord.create_invite(int(channel_id), reason=f"order #{job.order_id}")
         await self.discord.send_dm(job.user_id, f"Here is your invite: {url}")
+
+    async def _revoke_role(self, job: Job) -> None:
+        """Take back a role the bot gave, unless another active entitlement still grants it.
+
+        The ledger decides: no `granted` row for this member and role means the bot never
+        gave it (an admin or another bot did), so it stays.
+        """
+        role_id = int(job.payload["role_id"])
+        async with self.store.reading() as tx:
+            holders = await tx.entitlements.active_holders_of_role(
+                job.guild_id, job.user_id, role_id
+            )
+            granted = await tx.entitlements.granted_role_rows(job.guild_id, job.user_id, role_id)
+        if holders or not granted:
+            why = "still granted by another active entitlement" if holders else "not given by us"
+            async with self.store.transaction() as tx:
+                await tx.audit.add(
+                    "role.kept",
+                    guild_id=job.guild_id,
+                    user_id=job.user_id,
+                    role_id=role_id,
+                    job_id=job.id,
+                    reason=why,
+                    entitlements=holders,
+                )
+            return
+        with contextlib.suppress(MemberMissing):  # they left the server, and their roles too
+            await self.discord.remove_role(
+                job.guild_id,
+                job.user_id,
+                role_id,
+                reason=f"shopbot: access ended (order #{job.order_id})",
+            )
+        async with self.store.transaction() as tx:
+            await tx.entitlements.mark_role_revoked(job.guild_id, job.user_id, role_id)
+
+    async def _notice(self, job: Job) -> None:
+        text = str(job.payload.get("text") or "")
+        if not text:
+            raise PermanentFailure("notice without text")
+        await self.discord.send_dm(job.user_id, text)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.config import Settings
+from bot.lifecycle import Lifecycle
 from bot.models import Kind, Order, OrderStatus, Product, Stage
 from bot.shop import new_claim_code
 from bot.store import Tx
@@ -33,6 +34,7 @@ class Fulfilment:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.lifecycle = Lifecycle(settings, self)
 
     async def apply(self, tx: Tx, event: dict[str, Any]) -> tuple[str, int | None]:
         """Apply the event; return (inbox status, order id). Raises EventRejected."""
@@ -68,7 +70,7 @@ class Fulfilment:
                 tx, order, OrderStatus.EXPIRED, event["id"], reason="the checkout link expired"
             )
             return "processed", order.id
-        return "ignored", None
+        return await self.lifecycle.apply(tx, event)
 
     async def _order_for_session(self, tx: Tx, session: dict[str, Any]) -> Order:
         """Our order for this session, cross-checked; never trusts metadata alone."""
@@ -138,6 +140,8 @@ class Fulfilment:
         )
         if order.recipient_id is not None:
             await self.grant(tx, order, order.recipient_id)
+        else:  # unclaimed: a refund or dispute seen before this event still applies
+            await self.lifecycle.catch_up(tx, order.id)
         return True
 
     async def grant(self, tx: Tx, order: Order, user_id: int) -> None:
@@ -164,6 +168,7 @@ class Fulfilment:
             ends_at=ends_at,
         )
         await self.queue_stage(tx, order, product, user_id, entitlement.id, Stage.ON_PURCHASE)
+        await self.lifecycle.catch_up(tx, order.id)  # events that arrived before this one
 
     async def queue_stage(
         self,
@@ -173,8 +178,13 @@ class Fulfilment:
         user_id: int,
         entitlement_id: int | None,
         stage: str,
+        cycle: int = 0,
     ) -> int:
-        """Queue one job per live action of `stage`; the receipt follows when they are done."""
+        """Queue one job per live action of `stage`; the receipt follows when they are done.
+
+        `cycle` > 0 (an entitlement restored after a lapse) gives the jobs fresh dedupe keys.
+        """
+        suffix = f":c{cycle}" if cycle else ""
         expires = tx.now + timedelta(hours=self.settings.shop.claim_expiry_hours)
         queued = 0
         for action in await tx.products.actions(product.id, stage):
@@ -185,7 +195,7 @@ class Fulfilment:
                 order_id=order.id,
                 entitlement_id=entitlement_id,
                 action_id=action.id,
-                dedupe_key=f"order:{order.id}:{stage}:action:{action.id}",
+                dedupe_key=f"order:{order.id}:{stage}:action:{action.id}{suffix}",
                 payload={
                     "role_id": action.role_id,
                     "channel_id": action.channel_id,

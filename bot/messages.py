@@ -23,3 +23,21 @@ def receipt_text(order: Order, product: Product, failed: list[Job]) -> str:
     else:
         lines.append("Everything has been delivered. See `/purchases` any time.")
     return "\n".join(lines)
+
+
+def access_ended_text(product_name: str, reason: str) -> str:
+    """The DM a member gets when their access ends (expiry, lapse, cancellation)."""
+    why = {
+        "lapsed": "the renewal payment did not go through. It comes back as soon as the "
+        "payment succeeds; update your card with `/manage`",
+        "canceled": "the subscription was canceled",
+    }.get(reason, "its time ran out")
+    return f"Your access to **{product_name}** has ended: {why}. `/buy` to get it again."
+
+
+def payment_failed_text(product_name: str, keep_until: str) -> str:
+    """The DM a buyer gets when a subscription renewal payment fails."""
+    return (
+        f"The payment for your **{product_name}** subscription failed. Stripe will retry it; "
+        f"you can update your card with `/manage`. You keep access until {keep_until}."
+    )

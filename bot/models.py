@@ -84,8 +84,19 @@ _DATETIME_FIELDS = {
     "delivered_at",
     "started_at",
     "finished_at",
+    "current_period_end",
+    "paid_through",
+    "ended_at",
+    "recorded_at",
 }
-_BOOL_FIELDS = {"allow_promotion_codes", "active", "archived", "removed", "waiting_for_member"}
+_BOOL_FIELDS = {
+    "allow_promotion_codes",
+    "active",
+    "archived",
+    "removed",
+    "waiting_for_member",
+    "cancel_at_period_end",
+}
 
 
 class Record:
@@ -187,6 +198,7 @@ class Entitlement(Record):
     end_reason: str | None
     created_at: datetime
     updated_at: datetime
+    cycle: int = 0  # bumped each time a lapsed subscription is restored
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,3 +257,30 @@ class AuditEntry(Record):
     kind: str
     detail: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription(Record):
+    """A Stripe subscription as last seen in its events (bot/lifecycle.py)."""
+
+    stripe_subscription_id: str
+    status: str | None
+    cancel_at_period_end: bool
+    current_period_end: datetime | None
+    paid_through: datetime | None
+    ended_at: datetime | None
+    last_event_created: int
+    last_event_id: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReversal(Record):
+    """A full refund or a dispute of one payment intent."""
+
+    stripe_payment_intent_id: str
+    kind: str  # refund | dispute
+    stripe_object_id: str
+    event_id: str
+    created: int
+    recorded_at: datetime

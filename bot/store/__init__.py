@@ -14,6 +14,7 @@ from bot.store.events import AuditRepo, EventRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.products import ProductRepo
 from bot.store.queue import JobRepo
+from bot.store.subscriptions import SubscriptionRepo
 
 __all__ = ["DatabaseTooNew", "Store", "Tx"]
 
@@ -30,6 +31,7 @@ class Tx:
         self.jobs = JobRepo(conn, self.now)
         self.events = EventRepo(conn, self.now)
         self.audit = AuditRepo(conn, self.now)
+        self.subscriptions = SubscriptionRepo(conn, self.now)
 
     async def get_meta(self, key: str) -> str | None:
         row = await (

@@ -112,6 +112,22 @@ class OrderRepo(Repo):
         )
         return [Order.from_row(row) for row in rows]
 
+    async def by_payment_intent(self, payment_intent_id: str) -> Order | None:
+        """The order a payment intent paid (from our own records); the newest if several."""
+        row = await self._one(
+            "SELECT * FROM orders WHERE stripe_payment_intent_id=? ORDER BY id DESC LIMIT 1",
+            (payment_intent_id,),
+        )
+        return None if row is None else Order.from_row(row)
+
+    async def by_subscription(self, subscription_id: str) -> Order | None:
+        """The order that started a Stripe subscription; the newest if several."""
+        row = await self._one(
+            "SELECT * FROM orders WHERE stripe_subscription_id=? ORDER BY id DESC LIMIT 1",
+            (subscription_id,),
+        )
+        return None if row is None else Order.from_row(row)
+
 
 class EntitlementRepo(Repo):
     """Entitlements and the ledger of roles the bot granted for them."""
@@ -176,3 +192,81 @@ class EntitlementRepo(Repo):
             (guild_id, user_id),
         )
         return [RoleGrant.from_row(row) for row in rows]
+
+    # lifecycle (bot/lifecycle.py) ------------------------------------------------------
+
+    async def set_end(
+        self, entitlement_id: int, status: str, end_reason: str, *, expected: tuple[str, str | None]
+    ) -> bool:
+        """Move to an ended state if the row is still in `expected` (status, end_reason)."""
+        return (
+            await self._changed(
+                "UPDATE entitlements SET status=?, end_reason=?, updated_at=?"
+                " WHERE id=? AND status=? AND end_reason IS ?",
+                (status, end_reason, self.now_iso, entitlement_id, *expected),
+            )
+            > 0
+        )
+
+    async def extend_to(self, entitlement_id: int, ends_at: datetime) -> bool:
+        """Push `ends_at` forward to `ends_at` (never back), whatever the status."""
+        value = opt_iso(ends_at)
+        return (
+            await self._changed(
+                "UPDATE entitlements SET ends_at=?, updated_at=?"
+                " WHERE id=? AND (ends_at IS NULL OR ends_at < ?)",
+                (value, self.now_iso, entitlement_id, value),
+            )
+            > 0
+        )
+
+    async def restore_lapsed(self, entitlement_id: int) -> bool:
+        """expired/lapsed → active with the next cycle; False for any other state."""
+        return (
+            await self._changed(
+                "UPDATE entitlements SET status='active', end_reason=NULL, cycle=cycle+1,"
+                " updated_at=? WHERE id=? AND status='expired' AND end_reason='lapsed'",
+                (self.now_iso, entitlement_id),
+            )
+            > 0
+        )
+
+    async def due_to_end(
+        self, *, cutoff: datetime, subscription_cutoff: datetime, limit: int = 100
+    ) -> list[Entitlement]:
+        """Active entitlements whose end has passed: `ends_at` <= `cutoff`, or for
+        subscriptions (which get a grace period) `ends_at` <= `subscription_cutoff`."""
+        rows = await self._all(
+            "SELECT e.* FROM entitlements e JOIN products p ON p.id = e.product_id"
+            " WHERE e.status='active' AND e.ends_at IS NOT NULL AND e.ends_at <="
+            " CASE WHEN p.kind='subscription' THEN ? ELSE ? END ORDER BY e.ends_at, e.id LIMIT ?",
+            (opt_iso(subscription_cutoff), opt_iso(cutoff), limit),
+        )
+        return [Entitlement.from_row(row) for row in rows]
+
+    async def active_holders_of_role(self, guild_id: int, user_id: int, role_id: int) -> list[int]:
+        """Ids of the member's active entitlements whose product grants `role_id`."""
+        rows = await self._all(
+            "SELECT DISTINCT e.id FROM entitlements e JOIN actions a ON a.product_id = e.product_id"
+            " WHERE e.guild_id=? AND e.user_id=? AND e.status='active' AND a.removed=0"
+            " AND a.type='grant_role' AND a.stage='on_purchase' AND a.role_id=? ORDER BY e.id",
+            (guild_id, user_id, role_id),
+        )
+        return [int(row[0]) for row in rows]
+
+    async def granted_role_rows(self, guild_id: int, user_id: int, role_id: int) -> list[RoleGrant]:
+        """Ledger rows saying the bot gave this member this role and has not taken it back."""
+        rows = await self._all(
+            "SELECT * FROM role_grants WHERE guild_id=? AND user_id=? AND role_id=?"
+            " AND status='granted' ORDER BY id",
+            (guild_id, user_id, role_id),
+        )
+        return [RoleGrant.from_row(row) for row in rows]
+
+    async def mark_role_revoked(self, guild_id: int, user_id: int, role_id: int) -> int:
+        """Every `granted` ledger row of this member and role becomes `revoked`."""
+        return await self._changed(
+            "UPDATE role_grants SET status='revoked', revoked_at=?"
+            " WHERE guild_id=? AND user_id=? AND role_id=? AND status='granted'",
+            (self.now_iso, guild_id, user_id, role_id),
+        )

@@ -118,3 +118,13 @@ class ProductRepo(Repo):
             (guild_id,),
         )
         return [Action.from_row(row) for row in rows]
+
+    async def grant_role_actions(self, product_id: int) -> list[Action]:
+        """Every grant_role action the product ever had, removed ones included (a role given
+        before its action was removed is still taken back), oldest first."""
+        rows = await self._all(
+            "SELECT * FROM actions WHERE product_id=? AND type='grant_role' AND role_id IS NOT NULL"
+            " ORDER BY id",
+            (product_id,),
+        )
+        return [Action.from_row(row) for row in rows]

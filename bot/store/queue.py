@@ -173,3 +173,28 @@ class JobRepo(Repo):
     async def counts(self) -> dict[str, int]:
         rows = await self._all("SELECT status, COUNT(*) FROM delivery_jobs GROUP BY status")
         return {row[0]: row[1] for row in rows}
+
+    async def cancel_pending_of_entitlement(
+        self,
+        entitlement_id: int,
+        *,
+        stages: tuple[str, ...],
+        kinds: tuple[str, ...] | None,
+        reason: str,
+    ) -> int:
+        """Cancel the entitlement's pending jobs of these stages (and kinds; None = all).
+
+        Running jobs are left alone: they finish, and whatever they did is undone by the
+        revocation queued after them.
+        """
+        marks = ", ".join("?" for _ in stages)
+        sql = (
+            "UPDATE delivery_jobs SET status='canceled', last_error=?, updated_at=?"  # noqa: S608
+            " WHERE entitlement_id=? AND status='pending'"
+            f" AND json_extract(payload, '$.stage') IN ({marks})"
+        )
+        params: tuple[Any, ...] = (reason, self.now_iso, entitlement_id, *stages)
+        if kinds is not None:
+            sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            params += kinds
+        return await self._changed(sql, params)
