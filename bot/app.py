@@ -15,12 +15,14 @@ import yarl
 from aiohttp import web
 from discord.ext import commands
 
+from bot.admin_ops import AdminOps
 from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
 from bot.delivery import DeliveryWorker
 from bot.discord_adapter import DiscordAdapter
 from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
+from bot.lifecycle import run_expiry
 from bot.members import MemberService
 from bot.payments import StripeGateway
 from bot.reconcile import Reconciler
@@ -82,6 +84,9 @@ class ShopBot(commands.Bot):
             on_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
         )
         self.inbox = Inbox(self.store, self.payments, self.fulfilment, self.worker.wake)
+        self.admin_ops = AdminOps(
+            self.store, self.payments, self.shop, self.fulfilment.lifecycle.access, settings
+        )
         self._watch_member_updates()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -91,6 +96,9 @@ class ShopBot(commands.Bot):
         self.background.start(self.inbox.run(), name="inbox")
         self.background.start(self.worker.run(), name="delivery")
         self.background.start(self._reconcile_periodically(), name="reconcile")
+        self.background.start(
+            run_expiry(self.store, self.fulfilment.lifecycle, self.worker.wake), name="expiry"
+        )
 
     async def close(self) -> None:
         """Reverse order: workers and cogs, then Discord, then the web server, then the DB."""

@@ -31,6 +31,7 @@ class DiscordActions(Protocol):
     """What delivery needs from Discord (implemented in bot/discord_adapter.py)."""
 
     async def wait_ready(self) -> None: ...
+    async def member_role_ids(self, guild_id: int, user_id: int) -> frozenset[int]: ...
     async def add_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None: ...
     async def remove_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None: ...
     async def send_dm(self, user_id: int, content: str) -> None: ...
@@ -62,7 +63,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._guild_tasks: dict[int, asyncio.Task[None]] = {}
         self._tasks = TaskGroup()
-        self._handlers: dict[str, Callable[[Job], Awaitable[None]]] = {
+        self._handlers: dict[str, Callable[[Job], Awaitable[object]]] = {
             "grant_role": self._grant_role,
             "receipt": self._receipt,
             "send_message": self._send_message,
@@ -139,7 +140,7 @@ class DeliveryWorker:
         try:
             if handler is None:
                 raise PermanentFailure(f"unknown job kind {job.kind!r}")
-            await handler(job)
+            result = await handler(job)
         except MemberMissing:
             outcome, status, waiting = "waiting", JobStatus.PENDING, True
             error = "member is not in the server; waiting for them to join"
@@ -166,8 +167,16 @@ class DeliveryWorker:
             )
             if outcome == "completed" and job.kind == "grant_role" and job.entitlement_id:
                 entitlement = await tx.entitlements.get(job.entitlement_id)
-                if entitlement is not None:
+                if entitlement is not None and result is not False:
                     await tx.entitlements.record_grant(entitlement, int(job.payload["role_id"]))
+                elif entitlement is not None:
+                    await tx.audit.add(
+                        "role.preexisting",
+                        guild_id=job.guild_id,
+                        user_id=job.user_id,
+                        role_id=job.payload["role_id"],
+                        entitlement_id=entitlement.id,
+                    )
             if outcome in ("completed", "failed"):
                 await tx.audit.add(
                     f"job.{outcome}",
@@ -207,17 +216,24 @@ class DeliveryWorker:
 
     # handlers --------------------------------------------------------------------------
 
-    async def _grant_role(self, job: Job) -> None:
+    async def _grant_role(self, job: Job) -> bool:
+        """Give the role; return False when the member already held it from someone else.
+
+        A role an admin (or another bot) gave before the purchase is not ours: it gets no
+        ledger row, so ending this access later never takes it away.
+        """
+        role_id = int(job.payload["role_id"])
         async with self.store.reading() as tx:
             entitlement = await tx.entitlements.get(job.entitlement_id or 0)
+            ours = await tx.entitlements.granted_role_rows(job.guild_id, job.user_id, role_id)
         if entitlement is None or entitlement.status != EntitlementStatus.ACTIVE:
             raise PermanentFailure("access ended before the role could be given")
+        if role_id in await self.discord.member_role_ids(job.guild_id, job.user_id):
+            return bool(ours)
         await self.discord.add_role(
-            job.guild_id,
-            job.user_id,
-            int(job.payload["role_id"]),
-            reason=f"shopbot: order #{job.order_id}",
+            job.guild_id, job.user_id, role_id, reason=f"shopbot: order #{job.order_id}"
         )
+        return True
 
     async def _receipt(self, job: Job) -> None:
         async with self.store.reading() as tx:

@@ -36,6 +36,13 @@ class DiscordAdapter:
             role_id=role_id,
         )
 
+    async def member_role_ids(self, guild_id: int, user_id: int) -> frozenset[int]:
+        """The member's current roles (one GET; raises MemberMissing if not in the guild)."""
+        member: Any = await self._call(
+            self.bot.http.get_member(guild_id, user_id), guild_id=guild_id
+        )
+        return frozenset(int(role) for role in member["roles"])
+
     async def remove_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None:
         try:
             await self._call(

@@ -51,6 +51,10 @@ class PaymentGateway(Protocol):
 
     async def expire_checkout(self, session_id: str) -> None: ...
 
+    async def portal_url(self, customer_id: str, return_url: str) -> str: ...
+
+    async def refund(self, order_id: int, payment_intent_id: str, reason: str) -> str: ...
+
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]: ...
 
 
@@ -126,6 +130,36 @@ class StripeGateway:
             await self._client.v1.checkout.sessions.expire_async(session_id)
         except stripe.StripeError as exc:
             raise PaymentError(_user_message(exc)) from None
+
+    async def portal_url(self, customer_id: str, return_url: str) -> str:
+        """A short-lived Stripe Billing customer portal link."""
+        try:
+            session = await self._client.v1.billing_portal.sessions.create_async(
+                params={"customer": customer_id, "return_url": return_url}
+            )
+        except stripe.StripeError as exc:
+            raise PaymentError(_user_message(exc)) from None
+        return session.url
+
+    async def refund(self, order_id: int, payment_intent_id: str, reason: str) -> str:
+        """Refund a payment in full, once per order (idempotency key); returns the refund id."""
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                params={
+                    "payment_intent": payment_intent_id,
+                    "reason": "requested_by_customer",
+                    "metadata": {"order_id": str(order_id), "note": reason[:450]},
+                },
+                options={"idempotency_key": f"refund:{order_id}"},
+            )
+        except stripe.StripeError as exc:
+            if (
+                isinstance(exc, stripe.InvalidRequestError)
+                and exc.code == "charge_already_refunded"
+            ):
+                raise PaymentError("That order has already been refunded in Stripe.") from None
+            raise PaymentError(_user_message(exc)) from None
+        return refund.id
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         """Check the Stripe-Signature header with the SDK; return the event as a dict."""

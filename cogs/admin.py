@@ -159,6 +159,63 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             embed.add_field(name=f"{p.name} (#{p.id})", value=" · ".join(parts), inline=False)
         await reply(interaction, embed=embed)
 
+    @app_commands.command(name="grant", description="Give a member a product without payment")
+    @app_commands.describe(days="How long (empty = forever)")
+    @app_commands.autocomplete(product=product_autocomplete)
+    async def grant(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member,
+        product: str,
+        days: app_commands.Range[int, 1, 3650] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        if member.bot:
+            raise InvalidInput("Bots cannot be given products.")
+        entitlement = await self.bot.admin_ops.grant(
+            interaction.guild_id, interaction.user.id, member.id, product, days
+        )
+        self.bot.worker.wake()
+        until = (
+            discord.utils.format_dt(entitlement.ends_at, "D") if entitlement.ends_at else "forever"
+        )
+        await reply(interaction, f"Gave {member.mention} access until {until}.")
+
+    @app_commands.command(name="revoke", description="Take a product away from a member")
+    @app_commands.autocomplete(product=product_autocomplete)
+    async def revoke(
+        self, interaction: discord.Interaction, member: discord.Member, product: str
+    ) -> None:
+        assert interaction.guild_id is not None
+        count = await self.bot.admin_ops.revoke(
+            interaction.guild_id, interaction.user.id, member.id, product
+        )
+        self.bot.worker.wake()
+        await reply(
+            interaction,
+            f"Revoked {count} active access for {member.mention}; "
+            "roles the shop gave are being removed.",
+        )
+
+    @app_commands.command(name="refund", description="Refund an order through Stripe")
+    @app_commands.describe(order="Order number, like 42", reason="Kept in the audit log")
+    async def refund(
+        self,
+        interaction: discord.Interaction,
+        order: app_commands.Range[str, 1, 20],
+        reason: app_commands.Range[str, 0, 200] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.bot.admin_ops.refund(
+            interaction.guild_id, interaction.user.id, order, reason or ""
+        )
+        await reply(
+            interaction,
+            f"Refund of order #{order.strip().lstrip('#')} sent to Stripe; "
+            "access ends as soon as Stripe confirms it.",
+        )
+
     @app_commands.command(name="queue", description="Delivery jobs, with the reason for failures")
     async def queue(
         self, interaction: discord.Interaction, status: QueueStatus | None = None

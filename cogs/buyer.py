@@ -20,8 +20,10 @@ HELP = """**Buying**
 `/purchases` — what you own, until when, and what is still being delivered.
 `/claim` — deliver anything still pending for you now.
 `/claim code` — claim an order with its code (gifts, purchases made elsewhere).
+`/manage` — change or cancel your subscriptions in Stripe's billing portal.
 
-**Admins**: `/shop product add|edit|remove|list`, `/shop queue`."""
+**Admins**: `/shop product add|edit|remove|list`, `/shop grant|revoke`, `/shop refund`,
+`/shop queue`."""
 
 
 async def product_autocomplete(
@@ -133,6 +135,21 @@ class Buyer(commands.Cog):
         assert interaction.guild_id is not None
         result = await self.bot.members_service.purchases(interaction.guild_id, interaction.user.id)
         await reply(interaction, embed=purchases_embed(result, {}))
+
+    @app_commands.command(name="manage", description="Manage your subscriptions (Stripe portal)")
+    @app_commands.guild_only()
+    async def manage(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        url = await self.bot.admin_ops.portal(interaction.guild_id, interaction.user.id)
+        view = discord.ui.View(timeout=None)
+        view.add_item(discord.ui.Button(label="Open the billing portal", url=url))
+        await reply(
+            interaction,
+            "Change, cancel or renew your subscriptions here. "
+            "This link is only for you and expires soon.",
+            view=view,
+        )
 
     @app_commands.command(name="help", description="How the shop works")
     async def help(self, interaction: discord.Interaction) -> None:

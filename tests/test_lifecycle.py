@@ -52,6 +52,11 @@ class RecordingDiscord:
         self.calls.append(("add", user_id, role_id))
         self.roles[user_id].add(role_id)
 
+    async def member_role_ids(self, guild_id: int, user_id: int) -> frozenset[int]:
+        if user_id in self.absent:
+            raise MemberMissing("Unknown Member")
+        return frozenset(self.roles[user_id])
+
     async def remove_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None:
         if user_id in self.absent:
             raise MemberMissing("Unknown Member")

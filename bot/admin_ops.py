@@ -1,0 +1,160 @@
+"""Admin operations on members' access: manual grants and revocations, refunds, the portal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.access import Access, Ending
+from bot.config import Settings
+from bot.errors import Conflict, InvalidInput, NotFound
+from bot.models import Entitlement, EntitlementStatus, OrderStatus, Stage
+from bot.payments import PaymentGateway
+from bot.shop import ShopService
+from bot.store import Store, Tx
+
+#: An admin took access away by hand: final, like a chargeback (never re-granted on rejoin).
+MANUAL = Ending(EntitlementStatus.REVOKED, "manual", Stage.ON_EXPIRE, 5, True, None)
+
+
+class AdminOps:
+    """What `/shop grant|revoke|refund` and `/manage` do; every change is audited."""
+
+    def __init__(
+        self,
+        store: Store,
+        payments: PaymentGateway,
+        shop: ShopService,
+        access: Access,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.payments = payments
+        self.shop = shop
+        self.access = access
+        self.settings = settings
+
+    async def grant(
+        self, guild_id: int, actor_id: int, user_id: int, ref: str, days: int | None
+    ) -> Entitlement:
+        """Give access without a payment, with the same on_purchase actions as a purchase."""
+        product = await self.shop.resolve_product(guild_id, ref)
+        if days is not None and not 1 <= days <= 3650:
+            raise InvalidInput("`days` must be between 1 and 3650 (leave it empty for forever).")
+        async with self.store.transaction() as tx:
+            ends_at = tx.now + timedelta(days=days) if days else None
+            entitlement = await tx.entitlements.create(
+                guild_id=guild_id,
+                user_id=user_id,
+                product_id=product.id,
+                order_id=None,
+                ends_at=ends_at,
+            )
+            await self._queue_purchase_actions(tx, entitlement)
+            until = f" until {ends_at:%Y-%m-%d}" if ends_at else ""
+            await self.access.notify(
+                tx,
+                entitlement,
+                key=f"notice:entitlement:{entitlement.id}:granted",
+                text=f"You have been given **{product.name}**{until} by the server's admins.",
+            )
+            await tx.audit.add(
+                "entitlement.manual_grant",
+                guild_id=guild_id,
+                user_id=user_id,
+                actor_id=actor_id,
+                entitlement_id=entitlement.id,
+                product=product.name,
+                ends_at=ends_at,
+            )
+        return entitlement
+
+    async def revoke(self, guild_id: int, actor_id: int, user_id: int, ref: str) -> int:
+        """End every active entitlement of the member to this product; roles follow."""
+        product = await self.shop.resolve_product(guild_id, ref)
+        async with self.store.transaction() as tx:
+            active = [
+                e
+                for e in await tx.entitlements.active_of_member(guild_id, user_id)
+                if e.product_id == product.id
+            ]
+            if not active:
+                raise NotFound(f"<@{user_id}> has no active **{product.name}**.")
+            for entitlement in active:
+                order = await tx.orders.get(entitlement.order_id) if entitlement.order_id else None
+                await self.access.end(tx, order, entitlement, MANUAL)
+                await tx.audit.add(
+                    "entitlement.manual_revoke",
+                    guild_id=guild_id,
+                    user_id=user_id,
+                    actor_id=actor_id,
+                    entitlement_id=entitlement.id,
+                    product=product.name,
+                )
+        return len(active)
+
+    async def refund(self, guild_id: int, actor_id: int, order_ref: str, reason: str) -> str:
+        """Ask Stripe to refund an order; the charge.refunded webhook then ends the access."""
+        digits = order_ref.strip().lstrip("#")
+        if not digits.isdigit():
+            raise InvalidInput("Give the order number, like `42` or `#42` (see `/shop orders`).")
+        async with self.store.reading() as tx:
+            order = await tx.orders.get(int(digits))
+        if order is None or order.guild_id != guild_id:
+            raise NotFound(f"There is no order #{digits} here.")
+        if order.status in (OrderStatus.REFUNDED, OrderStatus.DISPUTED):
+            raise Conflict(f"Order #{order.id} is already {order.status}.")
+        if order.status != OrderStatus.PAID:
+            raise Conflict(
+                f"Order #{order.id} is {order.status}; only paid orders can be refunded."
+            )
+        if not order.stripe_payment_intent_id:
+            raise InvalidInput(
+                f"Order #{order.id} is a subscription; refund its invoice in the Stripe "
+                "dashboard (access ends when Stripe reports the refund)."
+            )
+        refund_id = await self.payments.refund(
+            order.id, order.stripe_payment_intent_id, reason or "refunded by an admin"
+        )
+        async with self.store.transaction() as tx:
+            await tx.audit.add(
+                "order.refund_requested",
+                guild_id=guild_id,
+                user_id=order.recipient_id,
+                actor_id=actor_id,
+                order_id=order.id,
+                refund_id=refund_id,
+                reason=reason,
+            )
+        return refund_id
+
+    async def portal(self, guild_id: int, user_id: int) -> str:
+        """A Stripe customer portal link for the member's subscriptions in this guild."""
+        async with self.store.reading() as tx:
+            orders = await tx.orders.of_member(guild_id, user_id, limit=100)
+        customers = [
+            o.stripe_customer_id for o in orders if o.stripe_customer_id and o.buyer_id == user_id
+        ]
+        if not customers:
+            raise NotFound("You have no subscriptions here to manage. `/purchases` lists them.")
+        return await self.payments.portal_url(
+            customers[0], f"https://discord.com/channels/{guild_id}"
+        )
+
+    async def _queue_purchase_actions(self, tx: Tx, entitlement: Entitlement) -> None:
+        expires = tx.now + timedelta(hours=self.settings.shop.claim_expiry_hours)
+        for action in await tx.products.actions(entitlement.product_id, Stage.ON_PURCHASE):
+            await tx.jobs.enqueue(
+                guild_id=entitlement.guild_id,
+                user_id=entitlement.user_id,
+                kind=action.type,
+                entitlement_id=entitlement.id,
+                action_id=action.id,
+                dedupe_key=f"entitlement:{entitlement.id}:on_purchase:action:{action.id}",
+                payload={
+                    "role_id": action.role_id,
+                    "channel_id": action.channel_id,
+                    "message": action.message,
+                    "stage": Stage.ON_PURCHASE,
+                },
+                expires_at=expires,
+            )
