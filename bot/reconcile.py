@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
+from bot.clock import iso
 from bot.store import Store
 from bot.store.roles import RoleRepo, WantedRole
 
@@ -37,6 +38,7 @@ class Reconciler:
     async def reconcile(
         self, guild_id: int, members: AsyncIterable[tuple[int, frozenset[int]]]
     ) -> ReconcileReport:
+        started = iso(self.store.clock.now())
         async with self.store.reading() as tx:
             roles = RoleRepo(tx.conn, tx.now)
             wanted: dict[int, list[WantedRole]] = defaultdict(list)
@@ -60,10 +62,16 @@ class Reconciler:
             for role_id in (stale.get(user_id, set()) & held) - wanted_ids:
                 revokes.append((user_id, role_id))
         async with self.store.transaction() as tx:
-            queued = await RoleRepo(tx.conn, tx.now).queued(guild_id)
+            # The member list is a snapshot: drop fixes that the worker made meanwhile.
+            repo = RoleRepo(tx.conn, tx.now)
+            queued = await repo.queued(guild_id)
+            fresh = await repo.granted_since(guild_id, started)
+            still_stale = await repo.stale(guild_id)
             granted = revoked = 0
             for item in grants:
                 if (item.user_id, item.role_id, "grant_role") in queued:
+                    continue
+                if (item.user_id, item.role_id) in fresh:
                     continue
                 await tx.jobs.enqueue(
                     guild_id=guild_id,
@@ -77,6 +85,8 @@ class Reconciler:
                 granted += 1
             for user_id, role_id in revokes:
                 if (user_id, role_id, "revoke_role") in queued:
+                    continue
+                if (user_id, role_id) not in still_stale:
                     continue
                 await tx.jobs.enqueue(
                     guild_id=guild_id,

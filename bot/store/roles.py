@@ -42,6 +42,15 @@ class RoleRepo(Repo):
         )
         return {(row[0], row[1]) for row in rows}
 
+    async def granted_since(self, guild_id: int, since: str) -> set[tuple[int, int]]:
+        """(member, role) pairs the bot granted at or after `since` (ISO time)."""
+        rows = await self._all(
+            "SELECT user_id, role_id FROM role_grants"
+            " WHERE guild_id = ? AND status = 'granted' AND granted_at >= ?",
+            (guild_id, since),
+        )
+        return {(row[0], row[1]) for row in rows}
+
     async def queued(self, guild_id: int) -> set[tuple[int, int, str]]:
         """(member, role, kind) of role jobs already pending or running."""
         rows = await self._all(
