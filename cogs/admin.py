@@ -11,6 +11,7 @@ from discord.ext import commands
 from bot.discord_adapter import role_problem
 from bot.errors import InvalidInput
 from bot.models import JobStatus
+from bot.money import format_price
 from bot.shop import ProductDraft
 from cogs.buyer import product_autocomplete
 from cogs.errors import NotShopAdmin
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 Kinds = Literal["one_time", "timed", "subscription"]
 Intervals = Literal["day", "week", "month", "year"]
 QueueStatus = Literal["pending", "running", "completed", "failed", "canceled", "expired"]
+OrderStatusName = Literal["pending", "paid", "expired", "failed", "refunded", "disputed"]
 
 
 def is_shop_admin(interaction: discord.Interaction, admin_role_ids: list[int]) -> bool:
@@ -215,6 +217,68 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             f"Refund of order #{order.strip().lstrip('#')} sent to Stripe; "
             "access ends as soon as Stripe confirms it.",
         )
+
+    @app_commands.command(name="orders", description="Recent orders, by member or status")
+    async def orders(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member | None = None,
+        status: OrderStatusName | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        async with self.bot.store.reading() as tx:
+            orders = await tx.orders.of_guild(
+                interaction.guild_id, member.id if member else None, status
+            )
+            names = {o.product_id: (await tx.products.get(o.product_id)) for o in orders}
+        if not orders:
+            await reply(interaction, "No orders match.")
+            return
+        lines = []
+        for order in orders:
+            product = names.get(order.product_id)
+            who = order.recipient_id or order.buyer_id
+            lines.append(
+                f"`#{order.id}` {product.name if product else '?'} · "
+                f"{format_price(order.amount, order.currency)} · <@{who}>"
+                f" · {order.status} · {discord.utils.format_dt(order.created_at, 'R')}"
+            )
+        embed = discord.Embed(title="Orders", colour=BRAND, description="\n".join(lines)[:4000])
+        await reply(interaction, embed=embed)
+
+    @app_commands.command(name="retry", description="Retry a failed delivery job, or all of them")
+    @app_commands.describe(job="A job number from /shop queue, or `failed` for every failed job")
+    async def retry(
+        self, interaction: discord.Interaction, job: app_commands.Range[str, 1, 20]
+    ) -> None:
+        assert interaction.guild_id is not None
+        target = job.strip().lstrip("#").lower()
+        async with self.bot.store.transaction() as tx:
+            if target == "failed":
+                failed = await tx.jobs.of_guild(interaction.guild_id, "failed", limit=1000)
+                count = sum([await tx.jobs.retry(j.id) for j in failed])
+            elif target.isdigit():
+                found = await tx.jobs.get(int(target))
+                if found is None or found.guild_id != interaction.guild_id:
+                    raise InvalidInput(f"There is no job #{target} here (see `/shop queue`).")
+                count = int(await tx.jobs.retry(found.id))
+                if not count:
+                    raise InvalidInput(
+                        f"Job #{target} is {found.status}; only failed or expired "
+                        "jobs can be retried."
+                    )
+            else:
+                raise InvalidInput("Give a job number from `/shop queue`, or `failed`.")
+            if count:
+                await tx.audit.add(
+                    "job.retry",
+                    guild_id=interaction.guild_id,
+                    actor_id=interaction.user.id,
+                    target=target,
+                    count=count,
+                )
+        self.bot.worker.wake()
+        await reply(interaction, f"Retrying {count} job(s).")
 
     @app_commands.command(name="queue", description="Delivery jobs, with the reason for failures")
     async def queue(

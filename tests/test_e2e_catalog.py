@@ -101,3 +101,26 @@ async def test_slow_or_failing_stripe(shop: Shop) -> None:
     reply = await shop.command(BUYER, "buy", {"product": "VIP"})
     assert "Stripe refused this checkout" in text_of(reply)
     assert shop.bot.scalar("SELECT status FROM orders ORDER BY id DESC LIMIT 1") == "failed"
+
+
+async def test_orders_and_retry(shop: Shop) -> None:
+    """/shop orders lists orders by member; /shop retry re-runs a failed job once fixed."""
+    from tests.shop import FRIEND
+
+    await shop.add_product()
+    session_id = await shop.buy()
+    shop.discord.update_role(shop.guild_id, shop.vip_role, position=80)
+    await shop.pay(session_id)
+    await shop.wait(
+        lambda: (
+            shop.bot.scalar("SELECT status FROM delivery_jobs WHERE kind='grant_role'") == "failed"
+        ),
+        "job failed",
+    )
+    listing = text_of(await shop.admin("shop orders", {"member": BUYER}))
+    assert "VIP" in listing and "paid" in listing and "4.99 USD" in listing
+    assert "No orders" in text_of(await shop.admin("shop orders", {"member": FRIEND}))
+    assert "Give a job number" in text_of(await shop.admin("shop retry", {"job": "nonsense"}))
+    shop.discord.update_role(shop.guild_id, shop.vip_role, position=2)
+    assert "Retrying 1" in text_of(await shop.admin("shop retry", {"job": "failed"}))
+    await shop.wait(lambda: shop.has_role(BUYER), "role after retry")

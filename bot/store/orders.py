@@ -128,6 +128,21 @@ class OrderRepo(Repo):
         )
         return None if row is None else Order.from_row(row)
 
+    async def of_guild(
+        self, guild_id: int, user_id: int | None, status: str | None, limit: int = 20
+    ) -> list[Order]:
+        """Newest orders of a guild, optionally of one member (buyer or recipient) or status."""
+        sql = "SELECT * FROM orders WHERE guild_id=?"
+        params: tuple[Any, ...] = (guild_id,)
+        if user_id is not None:
+            sql += " AND (buyer_id=? OR recipient_id=?)"
+            params += (user_id, user_id)
+        if status is not None:
+            sql += " AND status=?"
+            params += (status,)
+        rows = await self._all(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [Order.from_row(row) for row in rows]
+
 
 class EntitlementRepo(Repo):
     """Entitlements and the ledger of roles the bot granted for them."""
