@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from bot.clock import iso
 from bot.store import Store
-from bot.store.roles import RoleRepo, WantedRole
+from bot.store.roles import WantedRole
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Reconciler:
     ) -> ReconcileReport:
         started = iso(self.store.clock.now())
         async with self.store.reading() as tx:
-            roles = RoleRepo(tx.conn, tx.now)
+            roles = tx.roles
             wanted: dict[int, list[WantedRole]] = defaultdict(list)
             for item in await roles.wanted(guild_id):
                 wanted[item.user_id].append(item)
@@ -63,7 +63,7 @@ class Reconciler:
                 revokes.append((user_id, role_id))
         async with self.store.transaction() as tx:
             # The member list is a snapshot: drop fixes that the worker made meanwhile.
-            repo = RoleRepo(tx.conn, tx.now)
+            repo = tx.roles
             queued = await repo.queued(guild_id)
             fresh = await repo.granted_since(guild_id, started)
             still_stale = await repo.stale(guild_id)

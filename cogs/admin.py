@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -15,6 +16,7 @@ from bot.money import format_price
 from bot.shop import ProductDraft
 from cogs.buyer import product_autocomplete
 from cogs.errors import NotShopAdmin
+from cogs.reports import diagnose_embed, stats_embed, why_embed
 from cogs.ui import BRAND, reply
 
 if TYPE_CHECKING:
@@ -24,6 +26,50 @@ Kinds = Literal["one_time", "timed", "subscription"]
 Intervals = Literal["day", "week", "month", "year"]
 QueueStatus = Literal["pending", "running", "completed", "failed", "canceled", "expired"]
 OrderStatusName = Literal["pending", "paid", "expired", "failed", "refunded", "disputed"]
+
+
+async def diagnose_guild(bot: ShopBot, guild: discord.Guild) -> list[tuple[bool, str]]:
+    """Everything that commonly breaks delivery, each with a verdict an admin can act on."""
+    me = guild.me
+    checks = [
+        (
+            bool(me and me.guild_permissions.manage_roles),
+            "Manage Roles permission"
+            if me and me.guild_permissions.manage_roles
+            else "The bot lacks Manage Roles: it cannot give any role",
+        ),
+        (bot.intents.members, "Server Members intent is on"),
+    ]
+    async with bot.store.reading() as tx:
+        actions = await tx.products.role_actions_of_guild(guild.id)
+        failed_jobs, failed_events, last_webhook = await tx.stats.problems(guild.id)
+    for role_id in sorted({a.role_id for a in actions if a.role_id}):
+        role = guild.get_role(role_id)
+        problem = "that role was deleted" if role is None else role_problem(guild, role)
+        checks.append(
+            (
+                problem is None,
+                f"<@&{role_id}> can be given" if problem is None else f"<@&{role_id}>: {problem}",
+            )
+        )
+    url = f"{bot.settings.http.public_url}/healthz"
+    try:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
+            reachable = r.status < 500
+            checks.append((reachable, f"{url} answers (HTTP {r.status})"))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        checks.append(
+            (
+                False,
+                f"{url} is not reachable ({type(exc).__name__}): Stripe cannot "
+                "deliver webhooks; check http.public_url and your proxy",
+            )
+        )
+    checks.append((last_webhook is not None, f"Last Stripe webhook: {last_webhook or 'never'}"))
+    checks.append((failed_jobs == 0, f"{failed_jobs} failed deliveries (see /shop queue)"))
+    checks.append((failed_events == 0, f"{failed_events} Stripe events not applied"))
+    return checks
 
 
 def is_shop_admin(interaction: discord.Interaction, admin_role_ids: list[int]) -> bool:
@@ -279,6 +325,39 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
                 )
         self.bot.worker.wake()
         await reply(interaction, f"Retrying {count} job(s).")
+
+    @app_commands.command(name="stats", description="Revenue, orders and deliveries")
+    async def stats(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        async with self.bot.store.reading() as tx:
+            figures = await tx.stats.figures(interaction.guild_id)
+        await reply(interaction, embed=stats_embed(figures))
+
+    @app_commands.command(name="why", description="Why a member has or lacks shop roles")
+    async def why(
+        self,
+        interaction: discord.Interaction,
+        member: discord.Member,
+        role: discord.Role | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        async with self.bot.store.reading() as tx:
+            entitlements = await tx.stats.entitlements_of_member(interaction.guild_id, member.id)
+            named = []
+            for entitlement in entitlements:
+                product = await tx.products.get(entitlement.product_id)
+                named.append((entitlement, product.name if product else "?"))
+            grants = await tx.stats.grants_of_member(interaction.guild_id, member.id)
+            audit = await tx.stats.audit_of_member(interaction.guild_id, member.id)
+        await reply(interaction, embed=why_embed(member, role, named, grants, audit))
+
+    @app_commands.command(name="diagnose", description="Check permissions, roles and webhooks")
+    async def diagnose(self, interaction: discord.Interaction) -> None:
+        guild = interaction.guild
+        assert guild is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        checks = await diagnose_guild(self.bot, guild)
+        await reply(interaction, embed=diagnose_embed(checks))
 
     @app_commands.command(name="queue", description="Delivery jobs, with the reason for failures")
     async def queue(

@@ -124,3 +124,23 @@ async def test_orders_and_retry(shop: Shop) -> None:
     shop.discord.update_role(shop.guild_id, shop.vip_role, position=2)
     assert "Retrying 1" in text_of(await shop.admin("shop retry", {"job": "failed"}))
     await shop.wait(lambda: shop.has_role(BUYER), "role after retry")
+
+
+async def test_stats_why_and_diagnose(shop: Shop) -> None:
+    """Admins see revenue, why a member has a role, and what is misconfigured, without logs."""
+    await shop.add_product()
+    await shop.pay(await shop.buy())
+    await shop.wait(lambda: shop.has_role(BUYER), "role")
+    await shop.wait(
+        lambda: shop.bot.scalar("SELECT COUNT(*) FROM delivery_jobs WHERE status='completed'") == 2,
+        "jobs done",
+    )
+    stats = text_of(await shop.admin("shop stats"))
+    assert "4.99 USD" in stats and "paid 1" in stats and "success 100.0 %" in stats
+    why = text_of(await shop.admin("shop why", {"member": BUYER, "role": shop.vip_role}))
+    assert "given by the shop" in why and "order #1" in why and "order.paid" in why
+    healthy = text_of(await shop.admin("shop diagnose"))
+    assert "all good" in healthy, healthy
+    shop.discord.update_role(shop.guild_id, shop.vip_role, position=80)
+    broken = text_of(await shop.admin("shop diagnose"))
+    assert "needs attention" in broken and "above the bot's highest role" in broken

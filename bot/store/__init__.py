@@ -14,6 +14,8 @@ from bot.store.events import AuditRepo, EventRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.products import ProductRepo
 from bot.store.queue import JobRepo
+from bot.store.roles import RoleRepo
+from bot.store.stats import StatsRepo
 from bot.store.subscriptions import SubscriptionRepo
 
 __all__ = ["DatabaseTooNew", "Store", "Tx"]
@@ -30,6 +32,8 @@ class Tx:
         self.entitlements = EntitlementRepo(conn, self.now)
         self.jobs = JobRepo(conn, self.now)
         self.events = EventRepo(conn, self.now)
+        self.stats = StatsRepo(conn, self.now)
+        self.roles = RoleRepo(conn, self.now)
         self.audit = AuditRepo(conn, self.now)
         self.subscriptions = SubscriptionRepo(conn, self.now)
 

@@ -1,0 +1,88 @@
+"""Read-only figures for /shop stats, /shop why and /shop diagnose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.models import AuditEntry, Entitlement, RoleGrant
+from bot.store.base import Repo
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFigures:
+    name: str
+    paid_orders: int
+    revenue: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShopFigures:
+    orders_by_status: dict[str, int]
+    revenue_by_currency: dict[str, int]
+    jobs_by_status: dict[str, int]
+    per_product: list[ProductFigures]
+
+
+class StatsRepo(Repo):
+    """Aggregates over one guild."""
+
+    async def figures(self, guild_id: int) -> ShopFigures:
+        statuses = await self._all(
+            "SELECT status, COUNT(*) FROM orders WHERE guild_id=? GROUP BY status", (guild_id,)
+        )
+        revenue = await self._all(
+            "SELECT currency, SUM(amount) FROM orders WHERE guild_id=? AND status='paid'"
+            " GROUP BY currency",
+            (guild_id,),
+        )
+        jobs = await self._all(
+            "SELECT status, COUNT(*) FROM delivery_jobs WHERE guild_id=? GROUP BY status",
+            (guild_id,),
+        )
+        products = await self._all(
+            "SELECT p.name, COUNT(o.id), COALESCE(SUM(o.amount), 0), p.currency"
+            " FROM products p LEFT JOIN orders o ON o.product_id = p.id AND o.status = 'paid'"
+            " WHERE p.guild_id=? GROUP BY p.id ORDER BY 3 DESC LIMIT 15",
+            (guild_id,),
+        )
+        return ShopFigures(
+            orders_by_status={row[0]: row[1] for row in statuses},
+            revenue_by_currency={row[0]: row[1] for row in revenue},
+            jobs_by_status={row[0]: row[1] for row in jobs},
+            per_product=[ProductFigures(*row) for row in products],
+        )
+
+    async def entitlements_of_member(self, guild_id: int, user_id: int) -> list[Entitlement]:
+        rows = await self._all(
+            "SELECT * FROM entitlements WHERE guild_id=? AND user_id=? ORDER BY id DESC LIMIT 15",
+            (guild_id, user_id),
+        )
+        return [Entitlement.from_row(row) for row in rows]
+
+    async def grants_of_member(self, guild_id: int, user_id: int) -> list[RoleGrant]:
+        rows = await self._all(
+            "SELECT * FROM role_grants WHERE guild_id=? AND user_id=? ORDER BY id DESC LIMIT 25",
+            (guild_id, user_id),
+        )
+        return [RoleGrant.from_row(row) for row in rows]
+
+    async def audit_of_member(self, guild_id: int, user_id: int) -> list[AuditEntry]:
+        rows = await self._all(
+            "SELECT * FROM audit_log WHERE guild_id=? AND user_id=? ORDER BY id DESC LIMIT 12",
+            (guild_id, user_id),
+        )
+        return [AuditEntry.from_row(row) for row in rows]
+
+    async def problems(self, guild_id: int) -> tuple[int, int, str | None]:
+        """(failed jobs, failed webhook events overall, time of the last webhook received)."""
+        failed_jobs = await self._one(
+            "SELECT COUNT(*) FROM delivery_jobs WHERE guild_id=? AND status='failed'", (guild_id,)
+        )
+        failed_events = await self._one("SELECT COUNT(*) FROM webhook_events WHERE status='failed'")
+        last = await self._one("SELECT MAX(received_at) FROM webhook_events")
+        return (
+            int(failed_jobs[0]) if failed_jobs else 0,
+            int(failed_events[0]) if failed_events else 0,
+            last[0] if last else None,
+        )

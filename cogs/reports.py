@@ -1,0 +1,89 @@
+"""Embeds for /shop stats, /shop why and /shop diagnose (rendering only)."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.models import AuditEntry, Entitlement, RoleGrant
+from bot.money import format_price
+from bot.store.stats import ShopFigures
+from cogs.ui import BRAND
+
+OK, BAD = "✅", "❌"
+
+
+def stats_embed(figures: ShopFigures) -> discord.Embed:
+    embed = discord.Embed(title="Shop stats", colour=BRAND)
+    revenue = ", ".join(format_price(v, c) for c, v in figures.revenue_by_currency.items())
+    embed.add_field(name="Revenue (paid orders)", value=revenue or "none yet", inline=False)
+    orders = " · ".join(f"{k} {v}" for k, v in sorted(figures.orders_by_status.items()))
+    embed.add_field(name="Orders", value=orders or "none", inline=False)
+    done = figures.jobs_by_status.get("completed", 0)
+    failed = figures.jobs_by_status.get("failed", 0)
+    rate = f"{100 * done / (done + failed):.1f} %" if done + failed else "n/a"
+    pending = figures.jobs_by_status.get("pending", 0) + figures.jobs_by_status.get("running", 0)
+    embed.add_field(
+        name="Deliveries",
+        value=f"{done} delivered · {failed} failed · {pending} pending · success {rate}",
+        inline=False,
+    )
+    lines = [
+        f"**{p.name}** — {p.paid_orders} sold · {format_price(p.revenue, p.currency)}"
+        for p in figures.per_product
+    ]
+    embed.add_field(name="Per product", value="\n".join(lines)[:1024] or "none", inline=False)
+    return embed
+
+
+def why_embed(
+    member: discord.Member,
+    role: discord.Role | None,
+    entitlements: list[tuple[Entitlement, str]],
+    grants: list[RoleGrant],
+    audit: list[AuditEntry],
+) -> discord.Embed:
+    """Why the member has (or lacks) shop roles: access, ledger and recent history."""
+    title = f"Why {member.display_name}" + (f" and @{role.name}" if role else "")
+    embed = discord.Embed(title=title, colour=BRAND)
+    if role is not None:
+        holds = role in member.roles
+        ours = [g for g in grants if g.role_id == role.id and g.status == "granted"]
+        verdict = (
+            ("has it, given by the shop" if ours else "has it, not given by the shop (kept)")
+            if holds
+            else "does not have it"
+        )
+        embed.description = f"{member.mention} {verdict}."
+        grants = [g for g in grants if g.role_id == role.id]
+    lines = []
+    for entitlement, name in entitlements:
+        until = discord.utils.format_dt(entitlement.ends_at, "D") if entitlement.ends_at else "∞"
+        end = f" ({entitlement.end_reason})" if entitlement.end_reason else ""
+        source = f"order #{entitlement.order_id}" if entitlement.order_id else "given by hand"
+        lines.append(f"**{name}** — {entitlement.status}{end}, until {until}, {source}")
+    embed.add_field(name="Access", value="\n".join(lines)[:1024] or "none", inline=False)
+    ledger = [
+        f"<@&{g.role_id}> {g.status} {discord.utils.format_dt(g.revoked_at or g.granted_at, 'R')}"
+        f" (access #{g.entitlement_id})"
+        for g in grants
+    ]
+    embed.add_field(
+        name="Roles the shop gave", value="\n".join(ledger)[:1024] or "none", inline=False
+    )
+    history = [
+        f"{discord.utils.format_dt(a.created_at, 'd')} {a.kind}"
+        + (f" — {a.detail.get('reason')}" if a.detail.get("reason") else "")
+        for a in audit
+    ]
+    embed.add_field(name="History", value="\n".join(history)[:1024] or "none", inline=False)
+    return embed
+
+
+def diagnose_embed(checks: list[tuple[bool, str]]) -> discord.Embed:
+    healthy = all(ok for ok, _ in checks)
+    embed = discord.Embed(
+        title="Shop diagnosis: " + ("all good" if healthy else "needs attention"),
+        colour=discord.Colour.green() if healthy else discord.Colour.red(),
+    )
+    embed.description = "\n".join(f"{OK if ok else BAD} {text}" for ok, text in checks)[:4000]
+    return embed
