@@ -69,6 +69,10 @@ class Inbox:
                 await tx.audit.add(
                     "event.rejected", event_id=event_id, type=event["type"], reason=str(exc)
                 )
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            log.warning("stripe event %s (%s) is malformed: %r", event_id, event["type"], exc)
+            async with self.store.transaction() as tx:
+                await tx.events.mark(event_id, "failed", error=f"malformed: {exc!r}"[:300])
         except Exception as exc:
             log.exception("stripe event %s (%s) failed", event_id, event["type"])
             async with self.store.transaction() as tx:

@@ -169,7 +169,9 @@ class StripeGateway:
                 text, signature, self._webhook_secret, stripe.Webhook.DEFAULT_TOLERANCE
             )
             event = json.loads(text)
-        except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
+            # JSON may escape lone surrogates that SQLite (UTF-8) cannot store.
+            json.dumps(event, ensure_ascii=False).encode("utf-8")
+        except (stripe.SignatureVerificationError, UnicodeError, ValueError) as exc:
             raise InvalidSignature(str(exc)[:200]) from None
         if not isinstance(event, dict) or not _looks_like_event(event):
             raise InvalidSignature("payload is not a Stripe event")
@@ -182,6 +184,7 @@ def _looks_like_event(event: dict[str, Any]) -> bool:
         isinstance(event.get("id"), str)
         and isinstance(event.get("type"), str)
         and isinstance(event.get("created"), int)
+        and 0 <= event["created"] < 2**63
         and isinstance(data, dict)
         and isinstance(data.get("object"), dict)
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import sqlite3
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -31,6 +33,7 @@ MAX_DESCRIPTION = 500
 MAX_STOCK = 1_000_000
 MAX_DAYS = 3650
 CLAIM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+_PRODUCT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is True
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,8 @@ def new_claim_code() -> str:
 
 
 def _clean_name(name: str) -> str:
+    # Drop invisible format/control characters (zero-width spaces etc.), fold whitespace.
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cf", "Cc"))
     name = " ".join(name.split())
     if not name:
         raise InvalidInput("The product needs a name.")
@@ -214,7 +219,7 @@ class ShopService:
         ref = (ref or "").strip()
         async with self.store.reading() as tx:
             product = None
-            if ref.isdigit():
+            if _PRODUCT_ID.fullmatch(ref):
                 product = await tx.products.get(int(ref))
                 if product and (product.guild_id != guild_id or product.archived):
                     product = None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -95,25 +97,38 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception)."""
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception, cancellation included)."""
         async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
             try:
+                await self.conn.execute("BEGIN IMMEDIATE")
                 yield self.conn
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await self._rollback()
                 raise
-            await self.conn.execute("COMMIT")
+            try:
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
         """A consistent read (deferred transaction, no write lock taken)."""
         async with self._lock:
-            await self.conn.execute("BEGIN")
             try:
+                await self.conn.execute("BEGIN")
                 yield self.conn
             finally:
-                await self.conn.execute("COMMIT")
+                await self._rollback()
+
+    async def _rollback(self) -> None:
+        """End whatever transaction is open, even while being cancelled.
+
+        A task cancelled during `BEGIN` leaves aiosqlite's thread running it; statements
+        run in order, so this ROLLBACK follows it. Shielded so cancellation cannot skip it.
+        """
+        with contextlib.suppress(sqlite3.OperationalError, asyncio.CancelledError):
+            await asyncio.shield(self.conn.execute("ROLLBACK"))
 
     async def backup(self, target: Path) -> None:
         """Online copy of the whole database to `target`."""
