@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from bot.config import Settings, config_path, load_settings
 from bot.errors import ConfigError
@@ -22,6 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser("run", help="run the bot")
     verbs.add_parser("check", help="validate config and reach Discord and Stripe")
     verbs.add_parser("migrate", help="apply database migrations")
+    backup = verbs.add_parser("backup", help="online copy of the database to PATH")
+    backup.add_argument("path")
+    export = verbs.add_parser("export", help="export data")
+    export.add_argument("what", choices=["orders"])
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    events = verbs.add_parser("events", help="Stripe events")
+    events.add_argument("action", choices=["replay"])
+    events.add_argument("--since", required=True, help="ISO 8601, e.g. 2026-11-01T00:00:00Z")
     return parser
 
 
@@ -34,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_run(settings))
         if args.verb == "check":
             return asyncio.run(_check(settings))
-        return asyncio.run(_migrate(settings))
+        if args.verb == "migrate":
+            return asyncio.run(_migrate(settings))
+        return asyncio.run(_maintain(settings, args))
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
     except KeyboardInterrupt:
@@ -87,4 +98,34 @@ async def _migrate(settings: Settings) -> int:
     finally:
         await store.close()
     print(f"database {settings.database.path} is at schema version {version}")
+    return 0
+
+
+async def _maintain(settings: Settings, args: argparse.Namespace) -> int:
+    """backup / export / events replay: open the store, do the one thing, close."""
+    from bot import maintenance
+    from bot.clock import SystemClock
+
+    if args.verb == "events":
+        try:
+            since = maintenance.since_from(args.since)
+        except ValueError:
+            return _fail(f"--since: {args.since!r} is not an ISO 8601 date or time")
+    store = Store(settings.database.path, SystemClock())
+    try:
+        await store.open()
+        if args.verb == "backup":
+            await maintenance.backup(store, Path(args.path))
+            print(f"backed up {settings.database.path} to {args.path}")
+        elif args.verb == "export":
+            sys.stdout.write(await maintenance.export_orders(store, args.format))
+        else:
+            fetched, fresh = await maintenance.replay_events(store, settings, since)
+            print(f"fetched {fetched} events from Stripe; {fresh} were new and processed")
+    except (DatabaseTooNew, FileExistsError) as exc:
+        return _fail(str(exc))
+    except Exception as exc:
+        return _fail(f"{args.verb} failed: {type(exc).__name__}: {exc}")
+    finally:
+        await store.close()
     return 0

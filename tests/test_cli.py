@@ -58,3 +58,47 @@ async def test_sigterm_stops_cleanly(shop: Shop) -> None:
     assert await shop.bot.stop() == 0
     log = shop.bot.log_text()
     assert "stopped" in log and "Traceback" not in log
+
+
+async def test_events_replay_recovers_a_missed_webhook(shop: Shop) -> None:
+    """A payment whose webhook never arrived is fetched by `events replay`, once, even twice."""
+    from tests.shop import BUYER
+
+    await shop.add_product()
+    session_id = await shop.buy()
+    shop.stripe.complete_checkout(session_id)  # Stripe has the event; we never got it
+    await shop.bot.stop()
+    config = str(shop.bot.config_path)
+    for _ in range(2):
+        result = await run_cli("--config", config, "events", "replay", "--since", "2020-01-01")
+        assert result.returncode == 0, result.stderr
+        assert "fetched" in result.stdout
+    assert shop.bot.scalar("SELECT status FROM orders") == "paid"
+    assert shop.bot.scalar("SELECT COUNT(*) FROM entitlements") == 1
+    await shop.bot.start()
+    await shop.wait(lambda: shop.has_role(BUYER), "role after replay")
+    bad = await run_cli("--config", config, "events", "replay", "--since", "yesterday")
+    assert bad.returncode != 0 and "--since" in bad.stderr
+
+
+async def test_backup_and_export(shop: Shop, tmp_path: Path) -> None:
+    """`backup` copies the live database; `export orders` writes CSV and JSON."""
+    import json as jsonlib
+    import sqlite3
+
+    await shop.add_product()
+    await shop.pay(await shop.buy())
+    await shop.wait(lambda: shop.bot.scalar("SELECT status FROM orders") == "paid", "paid")
+    config = str(shop.bot.config_path)
+    target = tmp_path / "copy" / "backup.db"
+    result = await run_cli("--config", config, "backup", str(target))
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("SELECT status FROM orders").fetchone() == ("paid",)
+    again = await run_cli("--config", config, "backup", str(target))
+    assert again.returncode != 0 and "already exists" in again.stderr
+    csv_out = await run_cli("--config", config, "export", "orders", "--format", "csv")
+    assert csv_out.stdout.splitlines()[0].startswith("id,guild_id,buyer_id")
+    assert ",VIP,499,usd,paid," in csv_out.stdout
+    json_out = await run_cli("--config", config, "export", "orders", "--format", "json")
+    assert jsonlib.loads(json_out.stdout)[0]["status"] == "paid"
