@@ -15,6 +15,7 @@ import yarl
 from aiohttp import web
 from discord.ext import commands
 
+from bot.actions import ActionService
 from bot.admin_ops import AdminOps
 from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
@@ -84,6 +85,7 @@ class ShopBot(commands.Bot):
             on_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
         )
         self.inbox = Inbox(self.store, self.payments, self.fulfilment, self.worker.wake)
+        self.actions = ActionService(self.store, self.shop)
         self.admin_ops = AdminOps(
             self.store, self.payments, self.shop, self.fulfilment.lifecycle.access, settings
         )

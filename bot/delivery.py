@@ -71,6 +71,7 @@ class DeliveryWorker:
             "ban": self._ban,
             "create_invite": self._create_invite,
             "revoke_role": self._revoke_role,
+            "deliver_license": self._deliver_license,
             "notice": self._notice,
         }
 
@@ -261,6 +262,25 @@ class DeliveryWorker:
             )
         else:
             await self.discord.send_dm(job.user_id, text)
+
+    async def _deliver_license(self, job: Job) -> None:
+        """DM the order's license key; the same key again on a retry, never a second one."""
+        if job.order_id is None:
+            raise PermanentFailure("license keys are delivered for orders only")
+        async with self.store.transaction() as tx:
+            order = await tx.orders.get(job.order_id)
+            product = await tx.products.get(order.product_id) if order else None
+            key = await tx.products.assign_license(order.product_id, order.id) if order else None
+        if order is None or product is None:
+            raise PermanentFailure("the order behind this license is gone")
+        if key is None:
+            raise PermanentFailure(
+                f"no license keys left for {product.name}: add some with /shop license add, "
+                "then /shop retry"
+            )
+        await self.discord.send_dm(
+            job.user_id, f"Your license key for **{product.name}**:\n`{key}`"
+        )
 
     async def _kick(self, job: Job) -> None:
         await self.discord.kick(job.guild_id, job.user_id, reason=f"shopbot: order #{job.order_id}")

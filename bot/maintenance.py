@@ -33,10 +33,7 @@ async def backup(store: Store, target: Path) -> None:
 async def export_orders(store: Store, fmt: str) -> str:
     """Every order as CSV or JSON (one object per order), oldest first."""
     async with store.reading() as tx:
-        rows = await tx.orders._all(
-            "SELECT o.*, p.name AS product FROM orders o JOIN products p ON p.id = o.product_id"
-            " ORDER BY o.id"
-        )
+        rows = await tx.orders.export_rows()
     records = [{column: row[column] for column in EXPORT_COLUMNS} for row in rows]
     if fmt == "json":
         return json.dumps(records, indent=2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -16,7 +15,7 @@ from bot.money import format_price
 from bot.shop import ProductDraft
 from cogs.buyer import product_autocomplete
 from cogs.errors import NotShopAdmin
-from cogs.reports import diagnose_embed, stats_embed, why_embed
+from cogs.reports import diagnose_embed, diagnose_guild, stats_embed, why_embed
 from cogs.ui import BRAND, reply
 
 if TYPE_CHECKING:
@@ -25,51 +24,11 @@ if TYPE_CHECKING:
 Kinds = Literal["one_time", "timed", "subscription"]
 Intervals = Literal["day", "week", "month", "year"]
 QueueStatus = Literal["pending", "running", "completed", "failed", "canceled", "expired"]
+ActionTypes = Literal[
+    "grant_role", "send_message", "deliver_license", "kick", "ban", "create_invite"
+]
+Stages = Literal["on_purchase", "on_expire", "on_refund", "on_chargeback"]
 OrderStatusName = Literal["pending", "paid", "expired", "failed", "refunded", "disputed"]
-
-
-async def diagnose_guild(bot: ShopBot, guild: discord.Guild) -> list[tuple[bool, str]]:
-    """Everything that commonly breaks delivery, each with a verdict an admin can act on."""
-    me = guild.me
-    checks = [
-        (
-            bool(me and me.guild_permissions.manage_roles),
-            "Manage Roles permission"
-            if me and me.guild_permissions.manage_roles
-            else "The bot lacks Manage Roles: it cannot give any role",
-        ),
-        (bot.intents.members, "Server Members intent is on"),
-    ]
-    async with bot.store.reading() as tx:
-        actions = await tx.products.role_actions_of_guild(guild.id)
-        failed_jobs, failed_events, last_webhook = await tx.stats.problems(guild.id)
-    for role_id in sorted({a.role_id for a in actions if a.role_id}):
-        role = guild.get_role(role_id)
-        problem = "that role was deleted" if role is None else role_problem(guild, role)
-        checks.append(
-            (
-                problem is None,
-                f"<@&{role_id}> can be given" if problem is None else f"<@&{role_id}>: {problem}",
-            )
-        )
-    url = f"{bot.settings.http.public_url}/healthz"
-    try:
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
-            reachable = r.status < 500
-            checks.append((reachable, f"{url} answers (HTTP {r.status})"))
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        checks.append(
-            (
-                False,
-                f"{url} is not reachable ({type(exc).__name__}): Stripe cannot "
-                "deliver webhooks; check http.public_url and your proxy",
-            )
-        )
-    checks.append((last_webhook is not None, f"Last Stripe webhook: {last_webhook or 'never'}"))
-    checks.append((failed_jobs == 0, f"{failed_jobs} failed deliveries (see /shop queue)"))
-    checks.append((failed_events == 0, f"{failed_events} Stripe events not applied"))
-    return checks
 
 
 def is_shop_admin(interaction: discord.Interaction, admin_role_ids: list[int]) -> bool:
@@ -86,6 +45,8 @@ def is_shop_admin(interaction: discord.Interaction, admin_role_ids: list[int]) -
 @app_commands.default_permissions(manage_guild=True)
 class Admin(commands.GroupCog, group_name="shop", group_description="Run the shop"):
     product = app_commands.Group(name="product", description="Products for sale")
+    action = app_commands.Group(name="action", description="What happens at each stage")
+    license = app_commands.Group(name="license", description="License keys to hand out")
 
     def __init__(self, bot: ShopBot) -> None:
         self.bot = bot
@@ -206,6 +167,88 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
                 parts.append(" ".join(f"<@&{r}>" for r in roles))
             embed.add_field(name=f"{p.name} (#{p.id})", value=" · ".join(parts), inline=False)
         await reply(interaction, embed=embed)
+
+    @action.command(name="add", description="Add an action to a product")
+    @app_commands.autocomplete(product=product_autocomplete)
+    @app_commands.describe(
+        revoke_on="For grant_role: when to take the role back (default: all three)",
+        message="For send_message ({user} mentions the member)",
+    )
+    async def action_add(
+        self,
+        interaction: discord.Interaction,
+        product: str,
+        type: ActionTypes,
+        stage: Stages,
+        role: discord.Role | None = None,
+        channel: discord.TextChannel | None = None,
+        message: app_commands.Range[str, 1, 1800] | None = None,
+        revoke_on: app_commands.Range[str, 1, 60] | None = None,
+    ) -> None:
+        assert interaction.guild is not None
+        if role is not None and (problem := role_problem(interaction.guild, role)):
+            raise InvalidInput(problem)
+        action = await self.bot.actions.add(
+            interaction.guild.id,
+            interaction.user.id,
+            product,
+            type=type,
+            stage=stage,
+            role_id=role.id if role else None,
+            channel_id=channel.id if channel else None,
+            message=message,
+            revoke_on=revoke_on,
+        )
+        await reply(interaction, f"Added action #{action.id}: {type} {stage}.")
+
+    @action.command(name="list", description="List a product's actions")
+    @app_commands.autocomplete(product=product_autocomplete)
+    async def action_list(self, interaction: discord.Interaction, product: str) -> None:
+        assert interaction.guild_id is not None
+        actions = await self.bot.actions.list(interaction.guild_id, product)
+        lines = [
+            f"`#{a.id}` {a.stage} → {a.type}"
+            + (f" <@&{a.role_id}> (revoke on {a.revoke_on})" if a.role_id else "")
+            + (f" in <#{a.channel_id}>" if a.channel_id else "")
+            + (f": {a.message[:80]}" if a.message else "")
+            for a in actions
+        ]
+        await reply(interaction, "\n".join(lines)[:1900] or "No actions.")
+
+    @action.command(name="remove", description="Remove an action")
+    async def action_remove(
+        self, interaction: discord.Interaction, action_id: app_commands.Range[int, 1]
+    ) -> None:
+        assert interaction.guild_id is not None
+        removed = await self.bot.actions.remove(
+            interaction.guild_id, interaction.user.id, action_id
+        )
+        await reply(interaction, f"Removed action #{removed.id} ({removed.type} {removed.stage}).")
+
+    @license.command(name="add", description="Add license keys, one per line")
+    @app_commands.autocomplete(product=product_autocomplete)
+    @app_commands.describe(keys="Keys separated by spaces or new lines", file="A text file")
+    async def license_add(
+        self,
+        interaction: discord.Interaction,
+        product: str,
+        keys: app_commands.Range[str, 1, 4000] | None = None,
+        file: discord.Attachment | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        text = (keys or "").replace(" ", "\n")
+        if file is not None:
+            if file.size > 512 * 1024:
+                raise InvalidInput("That file is too large (512 KB at most).")
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            text += "\n" + (await file.read()).decode("utf-8", errors="replace")
+        added, known = await self.bot.actions.add_licenses(
+            interaction.guild_id, interaction.user.id, product, text
+        )
+        await reply(
+            interaction,
+            f"Added {added} keys" + (f" ({known} were already there)." if known else "."),
+        )
 
     @app_commands.command(name="grant", description="Give a member a product without payment")
     @app_commands.describe(days="How long (empty = forever)")

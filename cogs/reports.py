@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import aiohttp
 import discord
 
+from bot.discord_adapter import role_problem
 from bot.models import AuditEntry, Entitlement, RoleGrant
 from bot.money import format_price
 from bot.store.stats import ShopFigures
 from cogs.ui import BRAND
+
+if TYPE_CHECKING:
+    from bot.app import ShopBot
 
 OK, BAD = "✅", "❌"
 
@@ -87,3 +94,47 @@ def diagnose_embed(checks: list[tuple[bool, str]]) -> discord.Embed:
     )
     embed.description = "\n".join(f"{OK if ok else BAD} {text}" for ok, text in checks)[:4000]
     return embed
+
+
+async def diagnose_guild(bot: ShopBot, guild: discord.Guild) -> list[tuple[bool, str]]:
+    """Everything that commonly breaks delivery, each with a verdict an admin can act on."""
+    me = guild.me
+    checks = [
+        (
+            bool(me and me.guild_permissions.manage_roles),
+            "Manage Roles permission"
+            if me and me.guild_permissions.manage_roles
+            else "The bot lacks Manage Roles: it cannot give any role",
+        ),
+        (bot.intents.members, "Server Members intent is on"),
+    ]
+    async with bot.store.reading() as tx:
+        actions = await tx.products.role_actions_of_guild(guild.id)
+        failed_jobs, failed_events, last_webhook = await tx.stats.problems(guild.id)
+    for role_id in sorted({a.role_id for a in actions if a.role_id}):
+        role = guild.get_role(role_id)
+        problem = "that role was deleted" if role is None else role_problem(guild, role)
+        checks.append(
+            (
+                problem is None,
+                f"<@&{role_id}> can be given" if problem is None else f"<@&{role_id}>: {problem}",
+            )
+        )
+    url = f"{bot.settings.http.public_url}/healthz"
+    try:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
+            reachable = r.status < 500
+            checks.append((reachable, f"{url} answers (HTTP {r.status})"))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        checks.append(
+            (
+                False,
+                f"{url} is not reachable ({type(exc).__name__}): Stripe cannot "
+                "deliver webhooks; check http.public_url and your proxy",
+            )
+        )
+    checks.append((last_webhook is not None, f"Last Stripe webhook: {last_webhook or 'never'}"))
+    checks.append((failed_jobs == 0, f"{failed_jobs} failed deliveries (see /shop queue)"))
+    checks.append((failed_events == 0, f"{failed_events} Stripe events not applied"))
+    return checks

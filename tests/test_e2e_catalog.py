@@ -144,3 +144,51 @@ async def test_stats_why_and_diagnose(shop: Shop) -> None:
     shop.discord.update_role(shop.guild_id, shop.vip_role, position=80)
     broken = text_of(await shop.admin("shop diagnose"))
     assert "needs attention" in broken and "above the bot's highest role" in broken
+
+
+async def test_actions_and_license_keys(shop: Shop) -> None:
+    """Actions run at purchase (message + one license key per order); bad actions are refused."""
+    await shop.add_product("Game", "15", role=None)
+    reply = await shop.admin("shop license add", {"product": "Game", "keys": "AAA-1 BBB-2 AAA-1"})
+    assert "Added 2 keys" in text_of(reply)
+    for options in [
+        {"type": "deliver_license", "stage": "on_purchase"},
+        {"type": "send_message", "stage": "on_purchase", "message": "Welcome, enjoy the game!"},
+        {
+            "type": "grant_role",
+            "stage": "on_purchase",
+            "role": shop.vip_role,
+            "revoke_on": "on_refund",
+        },
+    ]:
+        assert "Added action" in text_of(
+            await shop.admin("shop action add", {"product": "Game", **options})
+        )
+    for options, expected in [
+        ({"type": "grant_role", "stage": "on_expire", "role": shop.vip_role}, "only runs"),
+        ({"type": "send_message", "stage": "on_refund"}, "needs a `message`"),
+        (
+            {
+                "type": "grant_role",
+                "stage": "on_purchase",
+                "role": shop.vip_role,
+                "revoke_on": "sometimes",
+            },
+            "revoke_on",
+        ),
+    ]:
+        assert expected in text_of(
+            await shop.admin("shop action add", {"product": "Game", **options})
+        )
+    listing = text_of(await shop.admin("shop action list", {"product": "Game"}))
+    assert "deliver_license" in listing and "revoke on on_refund" in listing
+    await shop.pay(await shop.buy(product="Game"))
+    await shop.wait(lambda: shop.has_role(BUYER), "role")
+    await shop.wait(lambda: len(shop.dms_to(BUYER)) >= 3, "key, message and receipt DMs")
+    dms = " ".join(str(dm) for dm in shop.dms_to(BUYER))
+    assert "AAA-1" in dms and "Welcome, enjoy the game!" in dms
+    assert shop.bot.scalar("SELECT COUNT(*) FROM license_keys WHERE order_id IS NOT NULL") == 1
+    action_id = shop.bot.scalar("SELECT id FROM actions WHERE type='send_message'")
+    assert "Removed action" in text_of(
+        await shop.admin("shop action remove", {"action_id": action_id})
+    )

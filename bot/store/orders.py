@@ -128,6 +128,14 @@ class OrderRepo(Repo):
         )
         return None if row is None else Order.from_row(row)
 
+    async def export_rows(self) -> list[dict[str, Any]]:
+        """Every order with its product name, oldest first (for `shopbot export`)."""
+        rows = await self._all(
+            "SELECT o.*, p.name AS product FROM orders o JOIN products p ON p.id = o.product_id"
+            " ORDER BY o.id"
+        )
+        return [dict(zip(row.keys(), tuple(row), strict=True)) for row in rows]
+
     async def of_guild(
         self, guild_id: int, user_id: int | None, status: str | None, limit: int = 20
     ) -> list[Order]:

@@ -128,3 +128,50 @@ class ProductRepo(Repo):
             (product_id,),
         )
         return [Action.from_row(row) for row in rows]
+
+    async def action_in_guild(self, action_id: int, guild_id: int) -> Action | None:
+        """A live action of one of the guild's products, or None."""
+        row = await self._one(
+            "SELECT a.* FROM actions a JOIN products p ON p.id = a.product_id"
+            " WHERE a.id=? AND p.guild_id=? AND a.removed=0",
+            (action_id, guild_id),
+        )
+        return None if row is None else Action.from_row(row)
+
+    async def remove_action(self, action_id: int) -> None:
+        """Soft-delete: jobs already queued keep pointing at it."""
+        await self.conn.execute("UPDATE actions SET removed=1 WHERE id=?", (action_id,))
+
+    # license keys --------------------------------------------------------------------
+
+    async def add_license_key(self, product_id: int, key: str) -> bool:
+        """Store a key; False if the product already has it."""
+        cursor = await self.conn.execute(
+            "INSERT INTO license_keys (product_id, key, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (product_id, key) DO NOTHING",
+            (product_id, key, self.now_iso),
+        )
+        return cursor.rowcount > 0
+
+    async def assign_license(self, product_id: int, order_id: int) -> str | None:
+        """The order's key: the one it already has, else the oldest free one (None if none).
+
+        `license_keys.order_id` is unique, so a key is handed out exactly once.
+        """
+        row = await self._one("SELECT key FROM license_keys WHERE order_id=?", (order_id,))
+        if row is not None:
+            return str(row[0])
+        await self.conn.execute(
+            "UPDATE license_keys SET order_id=?, delivered_at=? WHERE id = (SELECT id FROM"
+            " license_keys WHERE product_id=? AND order_id IS NULL ORDER BY id LIMIT 1)",
+            (order_id, self.now_iso, product_id),
+        )
+        row = await self._one("SELECT key FROM license_keys WHERE order_id=?", (order_id,))
+        return None if row is None else str(row[0])
+
+    async def free_licenses(self, product_id: int) -> int:
+        row = await self._one(
+            "SELECT COUNT(*) FROM license_keys WHERE product_id=? AND order_id IS NULL",
+            (product_id,),
+        )
+        return int(row[0]) if row else 0

@@ -1,0 +1,123 @@
+"""ActionService: what happens for a product at each stage, and its license keys."""
+
+from __future__ import annotations
+
+from bot.errors import InvalidInput, NotFound
+from bot.models import REVOKE_STAGES, Action, ActionType, Stage
+from bot.shop import ShopService
+from bot.store import Store
+
+MAX_MESSAGE = 1800
+MAX_KEY = 200
+MAX_KEYS = 5000
+PURCHASE_ONLY = {ActionType.GRANT_ROLE, ActionType.DELIVER_LICENSE}
+
+
+class ActionService:
+    """Validates and stores actions (PayNow model) and license keys; no discord imports."""
+
+    def __init__(self, store: Store, shop: ShopService) -> None:
+        self.store = store
+        self.shop = shop
+
+    async def add(
+        self,
+        guild_id: int,
+        actor_id: int,
+        ref: str,
+        *,
+        type: str,
+        stage: str,
+        role_id: int | None = None,
+        channel_id: int | None = None,
+        message: str | None = None,
+        revoke_on: str | None = None,
+    ) -> Action:
+        product = await self.shop.resolve_product(guild_id, ref)
+        if type not in set(ActionType) or stage not in set(Stage):
+            raise InvalidInput("Unknown action type or stage.")
+        if type in PURCHASE_ONLY and stage != Stage.ON_PURCHASE:
+            raise InvalidInput(f"`{type}` only runs `on_purchase`.")
+        if type == ActionType.GRANT_ROLE and role_id is None:
+            raise InvalidInput("`grant_role` needs a `role`.")
+        if type == ActionType.SEND_MESSAGE and not (message or "").strip():
+            raise InvalidInput("`send_message` needs a `message`.")
+        if type == ActionType.CREATE_INVITE and channel_id is None:
+            raise InvalidInput("`create_invite` needs a `channel`.")
+        if message is not None and len(message) > MAX_MESSAGE:
+            raise InvalidInput(f"Messages can be at most {MAX_MESSAGE} characters.")
+        stages = _revoke_stages(revoke_on)
+        async with self.store.transaction() as tx:
+            action = await tx.products.add_action(
+                product.id,
+                type=type,
+                stage=stage,
+                role_id=role_id,
+                channel_id=channel_id,
+                message=(message or "").strip() or None,
+                revoke_on=",".join(stages),
+            )
+            await tx.audit.add(
+                "action.add",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                product_id=product.id,
+                action_id=action.id,
+                type=type,
+                stage=stage,
+            )
+        return action
+
+    async def list(self, guild_id: int, ref: str) -> list[Action]:
+        product = await self.shop.resolve_product(guild_id, ref)
+        async with self.store.reading() as tx:
+            return await tx.products.actions(product.id)
+
+    async def remove(self, guild_id: int, actor_id: int, action_id: int) -> Action:
+        async with self.store.transaction() as tx:
+            action = await tx.products.action_in_guild(action_id, guild_id)
+            if action is None:
+                raise NotFound(f"There is no action #{action_id} here.")
+            await tx.products.remove_action(action_id)
+            await tx.audit.add(
+                "action.remove", guild_id=guild_id, actor_id=actor_id, action_id=action_id
+            )
+        return action
+
+    async def add_licenses(
+        self, guild_id: int, actor_id: int, ref: str, text: str
+    ) -> tuple[int, int]:
+        """Add one key per non-empty line; returns (added, already known)."""
+        product = await self.shop.resolve_product(guild_id, ref)
+        keys = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+        if not keys:
+            raise InvalidInput("No keys found: put one key on each line.")
+        if len(keys) > MAX_KEYS:
+            raise InvalidInput(f"At most {MAX_KEYS} keys at a time.")
+        if any(len(key) > MAX_KEY for key in keys):
+            raise InvalidInput(f"Keys can be at most {MAX_KEY} characters.")
+        added = 0
+        async with self.store.transaction() as tx:
+            for key in keys:
+                added += await tx.products.add_license_key(product.id, key)
+            await tx.audit.add(
+                "license.add",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                product_id=product.id,
+                added=added,
+            )
+        return added, len(keys) - added
+
+
+def _revoke_stages(text: str | None) -> list[str]:
+    if text is None or not text.strip():
+        return [stage.value for stage in REVOKE_STAGES]
+    stages = [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
+    allowed = {stage.value for stage in REVOKE_STAGES}
+    unknown = [stage for stage in stages if stage not in allowed]
+    if unknown:
+        raise InvalidInput(
+            f"`revoke_on` takes on_expire, on_refund, on_chargeback; not {', '.join(unknown)[:60]}."
+        )
+    return list(dict.fromkeys(stages))
