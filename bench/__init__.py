@@ -1,0 +1,1 @@
+"""Benchmarks of the real `shopbot run` process against the local fakes (see README.md)."""
