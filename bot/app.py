@@ -95,6 +95,7 @@ class ShopBot(commands.Bot):
         await self._sync_commands()
         await self._start_web()
         await self._point_gateway()
+        self.background.start(self.inbox.run_writer(), name="inbox-writer")
         self.background.start(self.inbox.run(), name="inbox")
         self.background.start(self.worker.run(), name="delivery")
         self.background.start(self._reconcile_periodically(), name="reconcile")

@@ -26,6 +26,8 @@ from bot.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
+EXPIRY_CHECK = timedelta(seconds=60)  # how often overdue (undeliverable) jobs are expired
+
 
 class DiscordActions(Protocol):
     """What delivery needs from Discord (implemented in bot/discord_adapter.py)."""
@@ -87,13 +89,18 @@ class DeliveryWorker:
         if requeued:
             log.info("requeued %d jobs left running by a previous process", requeued)
         try:
+            last_expiry = None
             while True:
                 self._wake.clear()
-                async with self.store.transaction() as tx:
-                    await tx.jobs.expire_overdue()
-                    due = await tx.jobs.due(limit=500)
+                now = self.clock.now()
+                if last_expiry is None or now - last_expiry > EXPIRY_CHECK:
+                    async with self.store.transaction() as tx:
+                        await tx.jobs.expire_overdue()
+                    last_expiry = now
+                async with self.store.reading() as tx:
+                    due = await tx.jobs.due_guilds()
                     next_at = await tx.jobs.next_due_at()
-                for guild_id in dict.fromkeys(job.guild_id for job in due):
+                for guild_id in due:
                     if guild_id not in self._guild_tasks:
                         self._guild_tasks[guild_id] = self._tasks.start(
                             self._drain_guild(guild_id), name=f"delivery-{guild_id}"

@@ -9,9 +9,13 @@ from typing import Any
 
 from bot.fulfilment import EventRejected, Fulfilment
 from bot.payments import PaymentGateway
-from bot.store import Store
+from bot.store import Store, Tx
 
 log = logging.getLogger(__name__)
+
+# Events applied per transaction: one fsync for several events, yet short enough that the
+# webhook writer (which answers Stripe) never waits long for the database.
+PROCESS_BATCH = 10
 
 
 class Inbox:
@@ -25,6 +29,9 @@ class Inbox:
         self.fulfilment = fulfilment
         self._on_jobs_queued = on_jobs_queued
         self._wake = asyncio.Event()
+        self._flush = asyncio.Event()
+        self._queue: list[tuple[dict[str, Any], bytes, asyncio.Future[bool]]] = []
+        self._writer_running = False
         self.processed = 0
 
     def verify(self, payload: bytes, signature: str) -> dict[str, Any]:
@@ -32,50 +39,106 @@ class Inbox:
         return self.payments.verify_event(payload, signature)
 
     async def receive(self, event: dict[str, Any], payload: bytes) -> bool:
-        """Store a verified event; False if its id was already stored (no second effect)."""
+        """Store a verified event; False if its id was already stored (no second effect).
+
+        Returns only after the event is committed. While `run_writer` runs, concurrent
+        requests share one transaction (group commit: one fsync for the whole batch).
+        """
+        if not self._writer_running:
+            return (await self._store_batch([(event, payload)]))[0]
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, payload, done))
+        self._flush.set()
+        return await done
+
+    async def run_writer(self) -> None:
+        """Forever: store everything queued by `receive` in one transaction, then answer."""
+        self._writer_running = True
+        try:
+            while True:
+                await self._flush.wait()
+                self._flush.clear()
+                batch, self._queue = self._queue, []
+                if not batch:
+                    continue
+                try:
+                    results = await self._store_batch([(e, p) for e, p, _ in batch])
+                except Exception as exc:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for (_, _, done), fresh in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(fresh)
+        finally:
+            self._writer_running = False
+            for _, _, done in self._queue:
+                done.cancel()
+
+    async def _store_batch(self, batch: list[tuple[dict[str, Any], bytes]]) -> list[bool]:
         async with self.store.transaction() as tx:
-            fresh = await tx.events.insert(
-                event["id"], event["type"], event["created"], payload.decode("utf-8")
-            )
-        if fresh:
+            results = [
+                await tx.events.insert(
+                    event["id"], event["type"], event["created"], payload.decode("utf-8")
+                )
+                for event, payload in batch
+            ]
+        if any(results):
             self._wake.set()
-        return fresh
+        return results
 
     async def run(self) -> None:
         """Process stored events forever (including any left from before a crash)."""
         while True:
             self._wake.clear()
             async with self.store.reading() as tx:
-                batch = await tx.events.unprocessed(limit=100)
-            for stored in batch:
-                await self.process(stored.id, stored.payload)
-            if not batch:
+                batch = await tx.events.unprocessed(limit=PROCESS_BATCH)
+            if batch:
+                await self.process_batch([(stored.id, stored.payload) for stored in batch])
+            else:
                 await self._wake.wait()
 
     async def process(self, event_id: str, payload: str) -> None:
-        """Apply one event and mark it processed in the same transaction."""
-        event = json.loads(payload)
-        try:
-            async with self.store.transaction() as tx:
-                current = await tx.events.get(event_id)
-                if current is None or current.status != "received":
-                    return
-                status, order_id = await self.fulfilment.apply(tx, event)
-                await tx.events.mark(event_id, status, order_id=order_id)
-        except EventRejected as exc:
-            log.warning("stripe event %s (%s) not applied: %s", event_id, event["type"], exc)
-            async with self.store.transaction() as tx:
-                await tx.events.mark(event_id, "failed", error=str(exc))
-                await tx.audit.add(
-                    "event.rejected", event_id=event_id, type=event["type"], reason=str(exc)
-                )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            log.warning("stripe event %s (%s) is malformed: %r", event_id, event["type"], exc)
-            async with self.store.transaction() as tx:
-                await tx.events.mark(event_id, "failed", error=f"malformed: {exc!r}"[:300])
-        except Exception as exc:
-            log.exception("stripe event %s (%s) failed", event_id, event["type"])
-            async with self.store.transaction() as tx:
-                await tx.events.mark(event_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        self.processed += 1
+        """Apply one stored event (see `process_batch`)."""
+        await self.process_batch([(event_id, payload)])
+
+    async def process_batch(self, batch: list[tuple[str, str]]) -> None:
+        """Apply events in order in one transaction, each inside its own savepoint.
+
+        An event and its effects (order paid, entitlement, jobs, `processed` mark) commit
+        together; an event that fails is rolled back to its savepoint and marked failed
+        without undoing the others. One commit (one fsync) for the whole batch.
+        """
+        async with self.store.transaction() as tx:
+            for event_id, payload in batch:
+                event = json.loads(payload)
+                await tx.conn.execute("SAVEPOINT event")
+                try:
+                    current = await tx.events.get(event_id)
+                    if current is not None and current.status == "received":
+                        status, order_id = await self.fulfilment.apply(tx, event)
+                        await tx.events.mark(event_id, status, order_id=order_id)
+                    await tx.conn.execute("RELEASE event")
+                except Exception as exc:
+                    await tx.conn.execute("ROLLBACK TO event")
+                    await tx.conn.execute("RELEASE event")
+                    await self._mark_failed(tx, event_id, event, exc)
+                self.processed += 1
         self._on_jobs_queued()
+
+    async def _mark_failed(
+        self, tx: Tx, event_id: str, event: dict[str, Any], exc: Exception
+    ) -> None:
+        kind = event.get("type")
+        if isinstance(exc, EventRejected):
+            log.warning("stripe event %s (%s) not applied: %s", event_id, kind, exc)
+            error = str(exc)
+            await tx.audit.add("event.rejected", event_id=event_id, type=kind, reason=error)
+        elif isinstance(exc, KeyError | TypeError | AttributeError | ValueError):
+            log.warning("stripe event %s (%s) is malformed: %r", event_id, kind, exc)
+            error = f"malformed: {exc!r}"[:300]
+        else:
+            log.error("stripe event %s (%s) failed", event_id, kind, exc_info=exc)
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        await tx.events.mark(event_id, "failed", error=error)

@@ -89,6 +89,13 @@ class MemberService:
 
     async def member_screened(self, guild_id: int, user_id: int) -> int:
         """GUILD_MEMBER_UPDATE with pending false: finish what the join started, once."""
+        async with self.store.reading() as tx:
+            waiting = await tx.conn.execute_fetchall(
+                "SELECT 1 FROM pending_screening WHERE guild_id=? AND user_id=?",
+                (guild_id, user_id),
+            )
+        if not waiting:  # the common case: a role change, not the end of screening
+            return 0
         async with self.store.transaction() as tx:
             removed = await tx.conn.execute(
                 "DELETE FROM pending_screening WHERE guild_id=? AND user_id=?", (guild_id, user_id)

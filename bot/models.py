@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -99,6 +100,11 @@ _BOOL_FIELDS = {
 }
 
 
+@functools.cache
+def _fields_of(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return fields(cls)
+
+
 class Record:
     """Mixin: build a dataclass from an aiosqlite.Row, converting times, flags and JSON."""
 
@@ -106,7 +112,7 @@ class Record:
     def from_row(cls, row: Any) -> Self:
         values: dict[str, Any] = {}
         keys = row.keys()
-        for field in fields(cls):  # type: ignore[arg-type]
+        for field in _fields_of(cls):
             if field.name not in keys:
                 continue
             value = row[field.name]

@@ -19,10 +19,11 @@ class Repo:
         self.now_iso = iso(now)
 
     async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
-        return await (await self.conn.execute(sql, params)).fetchone()
+        rows = await self.conn.execute_fetchall(sql, params)  # one trip to the DB thread
+        return next(iter(rows), None)
 
     async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
-        return list(await (await self.conn.execute(sql, params)).fetchall())
+        return list(await self.conn.execute_fetchall(sql, params))
 
     async def _insert(self, sql: str, params: tuple[Any, ...]) -> int:
         cursor = await self.conn.execute(sql, params)

@@ -67,6 +67,15 @@ class JobRepo(Repo):
         rows = await self._all(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [Job.from_row(row) for row in rows]
 
+    async def due_guilds(self) -> list[int]:
+        """Guilds that have at least one job due now."""
+        rows = await self._all(
+            "SELECT DISTINCT guild_id FROM delivery_jobs WHERE status='pending'"
+            " AND waiting_for_member=0 AND next_attempt_at <= ?",
+            (self.now_iso,),
+        )
+        return [row[0] for row in rows]
+
     async def next_due_at(self) -> datetime | None:
         row = await self._one(
             "SELECT MIN(next_attempt_at) FROM delivery_jobs"
