@@ -100,10 +100,9 @@ class Access:
         )
         product = await tx.products.get(current.product_id)
         assert product is not None
-        if order is not None:
-            await self.fulfilment.queue_stage(
-                tx, order, product, current.user_id, current.id, ending.stage, cycle=current.cycle
-            )
+        await self.fulfilment.queue_stage(
+            tx, order, product, current.user_id, current.id, ending.stage, cycle=current.cycle
+        )
         await self._queue_revokes(tx, current, ending.stage)
         if ending.notify:
             await self.notify(

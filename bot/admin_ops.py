@@ -10,7 +10,7 @@ from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Entitlement, EntitlementStatus, OrderStatus, Stage
 from bot.payments import PaymentGateway
 from bot.shop import ShopService
-from bot.store import Store, Tx
+from bot.store import Store
 
 #: An admin took access away by hand: final, like a chargeback (never re-granted on rejoin).
 MANUAL = Ending(EntitlementStatus.REVOKED, "manual", Stage.ON_EXPIRE, 5, True, None)
@@ -49,7 +49,9 @@ class AdminOps:
                 order_id=None,
                 ends_at=ends_at,
             )
-            await self._queue_purchase_actions(tx, entitlement)
+            await self.access.fulfilment.queue_stage(
+                tx, None, product, user_id, entitlement.id, Stage.ON_PURCHASE
+            )
             until = f" until {ends_at:%Y-%m-%d}" if ends_at else ""
             await self.access.notify(
                 tx,
@@ -139,22 +141,3 @@ class AdminOps:
         return await self.payments.portal_url(
             customers[0], f"https://discord.com/channels/{guild_id}"
         )
-
-    async def _queue_purchase_actions(self, tx: Tx, entitlement: Entitlement) -> None:
-        expires = tx.now + timedelta(hours=self.settings.shop.claim_expiry_hours)
-        for action in await tx.products.actions(entitlement.product_id, Stage.ON_PURCHASE):
-            await tx.jobs.enqueue(
-                guild_id=entitlement.guild_id,
-                user_id=entitlement.user_id,
-                kind=action.type,
-                entitlement_id=entitlement.id,
-                action_id=action.id,
-                dedupe_key=f"entitlement:{entitlement.id}:on_purchase:action:{action.id}",
-                payload={
-                    "role_id": action.role_id,
-                    "channel_id": action.channel_id,
-                    "message": action.message,
-                    "stage": Stage.ON_PURCHASE,
-                },
-                expires_at=expires,
-            )

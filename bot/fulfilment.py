@@ -173,7 +173,7 @@ class Fulfilment:
     async def queue_stage(
         self,
         tx: Tx,
-        order: Order,
+        order: Order | None,
         product: Product,
         user_id: int,
         entitlement_id: int | None,
@@ -182,20 +182,22 @@ class Fulfilment:
     ) -> int:
         """Queue one job per live action of `stage`; the receipt follows when they are done.
 
-        `cycle` > 0 (an entitlement restored after a lapse) gives the jobs fresh dedupe keys.
+        Without an order (access given by hand) the jobs are keyed by the entitlement and
+        no receipt follows. `cycle` > 0 (access restored after a lapse) gives fresh keys.
         """
         suffix = f":c{cycle}" if cycle else ""
+        owner = f"order:{order.id}" if order else f"entitlement:{entitlement_id}"
         expires = tx.now + timedelta(hours=self.settings.shop.claim_expiry_hours)
         queued = 0
         for action in await tx.products.actions(product.id, stage):
             job_id = await tx.jobs.enqueue(
-                guild_id=order.guild_id,
+                guild_id=product.guild_id,
                 user_id=user_id,
                 kind=action.type,
-                order_id=order.id,
+                order_id=order.id if order else None,
                 entitlement_id=entitlement_id,
                 action_id=action.id,
-                dedupe_key=f"order:{order.id}:{stage}:action:{action.id}{suffix}",
+                dedupe_key=f"{owner}:{stage}:action:{action.id}{suffix}",
                 payload={
                     "role_id": action.role_id,
                     "channel_id": action.channel_id,
@@ -205,7 +207,7 @@ class Fulfilment:
                 expires_at=expires,
             )
             queued += job_id is not None
-        if stage == Stage.ON_PURCHASE and queued == 0:
+        if stage == Stage.ON_PURCHASE and queued == 0 and order is not None:
             await queue_receipt(tx, order)
         return queued
 
