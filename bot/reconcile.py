@@ -20,6 +20,8 @@ from bot.store.roles import WantedRole
 
 log = logging.getLogger(__name__)
 
+PAGE = 1000  # members compared per database read (the size of a Discord member page)
+
 
 @dataclass(frozen=True, slots=True)
 class ReconcileReport:
@@ -39,34 +41,23 @@ class Reconciler:
         self, guild_id: int, members: AsyncIterable[tuple[int, frozenset[int]]]
     ) -> ReconcileReport:
         started = iso(self.store.clock.now())
-        async with self.store.reading() as tx:
-            roles = tx.roles
-            wanted: dict[int, list[WantedRole]] = defaultdict(list)
-            for item in await roles.wanted(guild_id):
-                wanted[item.user_id].append(item)
-            stale: dict[int, set[int]] = defaultdict(set)
-            for user_id, role_id in await roles.stale(guild_id):
-                stale[user_id].add(role_id)
         grants: list[WantedRole] = []
         revokes: list[tuple[int, int]] = []
         seen = 0
-        async for user_id, held in members:
-            seen += 1
-            wanted_here = wanted.get(user_id, [])
-            wanted_ids = {item.role_id for item in wanted_here}
-            given: set[int] = set()
-            for item in wanted_here:
-                if item.role_id not in held and item.role_id not in given:
-                    grants.append(item)
-                    given.add(item.role_id)
-            for role_id in (stale.get(user_id, set()) & held) - wanted_ids:
-                revokes.append((user_id, role_id))
+        page: list[tuple[int, frozenset[int]]] = []
+        async for member in members:
+            page.append(member)
+            if len(page) == PAGE:
+                seen += await self._compare(guild_id, page, grants, revokes)
+                page = []
+        if page:
+            seen += await self._compare(guild_id, page, grants, revokes)
         async with self.store.transaction() as tx:
             # The member list is a snapshot: drop fixes that the worker made meanwhile.
             repo = tx.roles
             queued = await repo.queued(guild_id)
             fresh = await repo.granted_since(guild_id, started)
-            still_stale = await repo.stale(guild_id)
+            still_stale = await repo.stale(guild_id, sorted({user for user, _ in revokes}))
             granted = revoked = 0
             for item in grants:
                 if (item.user_id, item.role_id, "grant_role") in queued:
@@ -104,11 +95,42 @@ class Reconciler:
                     revoked=revoked,
                 )
         report = ReconcileReport(guild_id, seen, granted, revoked)
+        self._log(report)
+        return report
+
+    async def _compare(
+        self,
+        guild_id: int,
+        page: list[tuple[int, frozenset[int]]],
+        grants: list[WantedRole],
+        revokes: list[tuple[int, int]],
+    ) -> int:
+        """Compare one page of members with the database rows of just those members."""
+        user_ids = [user_id for user_id, _ in page]
+        async with self.store.reading() as tx:
+            wanted: dict[int, list[WantedRole]] = defaultdict(list)
+            for item in await tx.roles.wanted(guild_id, user_ids):
+                wanted[item.user_id].append(item)
+            stale: dict[int, set[int]] = defaultdict(set)
+            for user_id, role_id in await tx.roles.stale(guild_id, user_ids):
+                stale[user_id].add(role_id)
+        for user_id, held in page:
+            wanted_here = wanted.get(user_id, [])
+            wanted_ids = {item.role_id for item in wanted_here}
+            given: set[int] = set()
+            for item in wanted_here:
+                if item.role_id not in held and item.role_id not in given:
+                    grants.append(item)
+                    given.add(item.role_id)
+            for role_id in (stale.get(user_id, set()) & held) - wanted_ids:
+                revokes.append((user_id, role_id))
+        return len(page)
+
+    def _log(self, report: ReconcileReport) -> None:
         log.info(
             "reconciled guild %s: %d members, %d roles to give back, %d to take back",
-            guild_id,
-            seen,
-            granted,
-            revoked,
+            report.guild_id,
+            report.members_seen,
+            report.granted,
+            report.revoked,
         )
-        return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from bot.store.base import Repo
@@ -21,24 +22,27 @@ class WantedRole:
 class RoleRepo(Repo):
     """Bulk reads for reconciliation (one query per guild, not one per member)."""
 
-    async def wanted(self, guild_id: int) -> list[WantedRole]:
-        """Every (member, role) that an active entitlement's grant_role action gives."""
+    async def wanted(self, guild_id: int, user_ids: list[int]) -> list[WantedRole]:
+        """Every (member, role) that an active entitlement's grant_role action gives,
+        for these members (one page of the member list)."""
         rows = await self._all(
             "SELECT e.user_id, a.role_id, e.id, e.order_id, a.id FROM entitlements e"
             " JOIN actions a ON a.product_id = e.product_id AND a.type = 'grant_role'"
             " AND a.stage = 'on_purchase' AND a.removed = 0 AND a.role_id IS NOT NULL"
-            " WHERE e.guild_id = ? AND e.status = 'active' ORDER BY e.id",
-            (guild_id,),
+            " WHERE e.guild_id = ? AND e.status = 'active'"
+            " AND e.user_id IN (SELECT value FROM json_each(?)) ORDER BY e.id",
+            (guild_id, json.dumps(user_ids)),
         )
         return [WantedRole(*row) for row in rows]
 
-    async def stale(self, guild_id: int) -> set[tuple[int, int]]:
+    async def stale(self, guild_id: int, user_ids: list[int]) -> set[tuple[int, int]]:
         """(member, role) pairs the bot granted whose entitlement is no longer active."""
         rows = await self._all(
             "SELECT rg.user_id, rg.role_id FROM role_grants rg"
             " JOIN entitlements e ON e.id = rg.entitlement_id"
-            " WHERE rg.guild_id = ? AND rg.status = 'granted' AND e.status != 'active'",
-            (guild_id,),
+            " WHERE rg.guild_id = ? AND rg.status = 'granted' AND e.status != 'active'"
+            " AND rg.user_id IN (SELECT value FROM json_each(?))",
+            (guild_id, json.dumps(user_ids)),
         )
         return {(row[0], row[1]) for row in rows}
 
