@@ -40,6 +40,8 @@ class DiscordSettings(Section):
     def _token_present(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        if value.get_secret_value() == "your-bot-token":
+            raise ValueError("still the example value; put your bot token here")
         return value
 
 
@@ -55,6 +57,8 @@ class StripeSettings(Section):
     def _key_shape(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().startswith(("sk_live_", "sk_test_", "rk_")):
             raise ValueError("must start with sk_live_, sk_test_ or rk_")
+        if value.get_secret_value().endswith("..."):
+            raise ValueError("still the example value; put your Stripe secret key here")
         return value
 
     @field_validator("webhook_secret")
@@ -62,6 +66,8 @@ class StripeSettings(Section):
     def _secret_shape(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().startswith("whsec_"):
             raise ValueError("must start with whsec_")
+        if value.get_secret_value().endswith("..."):
+            raise ValueError("still the example value; put your webhook signing secret here")
         return value
 
 

@@ -37,9 +37,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class DropVoiceWarnings(logging.Filter):
+    """shopbot never joins voice: discord.py's missing-voice-library warnings are noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
 def setup_logging(level: str, as_json: bool, secrets: Iterable[str]) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(DropVoiceWarnings())
     if as_json:
         handler.setFormatter(JsonFormatter())
     else:
