@@ -21,7 +21,7 @@ from bot.errors import MemberMissing, PermanentFailure, TransientFailure
 from bot.fulfilment import queue_receipt
 from bot.messages import receipt_text
 from bot.models import EntitlementStatus, Job, JobStatus, Stage
-from bot.store import Store
+from bot.store import Store, Tx
 from bot.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
@@ -201,20 +201,17 @@ class DeliveryWorker:
         self._on_outcome(job.kind, outcome)
         return outcome
 
-    async def _maybe_queue_receipt(self, tx: object, job: Job) -> None:
+    async def _maybe_queue_receipt(self, tx: Tx, job: Job) -> None:
         """When the last on_purchase job of an order ends, the buyer's receipt follows."""
         if job.order_id is None or job.payload.get("stage") != Stage.ON_PURCHASE:
             return
-        open_jobs = await tx.jobs.of_member(
-            job.guild_id,
-            job.user_id,  # type: ignore[attr-defined]
-            (JobStatus.PENDING, JobStatus.RUNNING),
-        )
+        statuses = (JobStatus.PENDING, JobStatus.RUNNING)
+        open_jobs = await tx.jobs.of_member(job.guild_id, job.user_id, statuses)
         if any(other.order_id == job.order_id and other.kind != "receipt" for other in open_jobs):
             return
-        order = await tx.orders.get(job.order_id)  # type: ignore[attr-defined]
+        order = await tx.orders.get(job.order_id)
         if order is not None:
-            await queue_receipt(tx, order)  # type: ignore[arg-type]
+            await queue_receipt(tx, order)
 
     def _backoff(self, job: Job, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -134,7 +134,7 @@ class Buyer(commands.Cog):
     async def purchases(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         result = await self.bot.members_service.purchases(interaction.guild_id, interaction.user.id)
-        await reply(interaction, embed=purchases_embed(result, {}))
+        await reply(interaction, embed=purchases_embed(result))
 
     @app_commands.command(name="manage", description="Manage your subscriptions (Stripe portal)")
     @app_commands.guild_only()

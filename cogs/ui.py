@@ -49,7 +49,7 @@ def checkout_embed(
     return embed
 
 
-def purchases_embed(purchases: Purchases, describe: dict[int, str]) -> discord.Embed:
+def purchases_embed(purchases: Purchases) -> discord.Embed:
     embed = discord.Embed(title="Your purchases", colour=BRAND)
     if purchases.entitlements:
         lines = []
