@@ -76,31 +76,19 @@ class MemberService:
         """A member (re)joined. Screening first; then wake their jobs and re-grant their roles."""
         async with self.store.transaction() as tx:
             if pending:
-                await tx.conn.execute(
-                    "INSERT OR REPLACE INTO pending_screening (guild_id, user_id, joined_at)"
-                    " VALUES (?, ?, ?)",
-                    (guild_id, user_id, tx.now.isoformat()),
-                )
+                await tx.roles.start_screening(guild_id, user_id)
                 return 0
-            await tx.conn.execute(
-                "DELETE FROM pending_screening WHERE guild_id=? AND user_id=?", (guild_id, user_id)
-            )
+            await tx.roles.end_screening(guild_id, user_id)
             return await self._welcome(tx, guild_id, user_id)
 
     async def member_screened(self, guild_id: int, user_id: int) -> int:
         """GUILD_MEMBER_UPDATE with pending false: finish what the join started, once."""
         async with self.store.reading() as tx:
-            waiting = await tx.conn.execute_fetchall(
-                "SELECT 1 FROM pending_screening WHERE guild_id=? AND user_id=?",
-                (guild_id, user_id),
-            )
+            waiting = await tx.roles.in_screening(guild_id, user_id)
         if not waiting:  # the common case: a role change, not the end of screening
             return 0
         async with self.store.transaction() as tx:
-            removed = await tx.conn.execute(
-                "DELETE FROM pending_screening WHERE guild_id=? AND user_id=?", (guild_id, user_id)
-            )
-            if not removed.rowcount:
+            if not await tx.roles.end_screening(guild_id, user_id):
                 return 0
             return await self._welcome(tx, guild_id, user_id)
 

@@ -64,3 +64,28 @@ class RoleRepo(Repo):
             (guild_id,),
         )
         return {(row[0], int(row[1]), row[2]) for row in rows if row[1] is not None}
+
+    # membership screening ------------------------------------------------------------
+
+    async def start_screening(self, guild_id: int, user_id: int) -> None:
+        """The member joined but has not passed membership screening yet."""
+        await self.conn.execute(
+            "INSERT OR REPLACE INTO pending_screening (guild_id, user_id, joined_at)"
+            " VALUES (?, ?, ?)",
+            (guild_id, user_id, self.now_iso),
+        )
+
+    async def in_screening(self, guild_id: int, user_id: int) -> bool:
+        row = await self._one(
+            "SELECT 1 FROM pending_screening WHERE guild_id=? AND user_id=?", (guild_id, user_id)
+        )
+        return row is not None
+
+    async def end_screening(self, guild_id: int, user_id: int) -> bool:
+        """Forget the member's screening; True if they were in it."""
+        return bool(
+            await self._changed(
+                "DELETE FROM pending_screening WHERE guild_id=? AND user_id=?",
+                (guild_id, user_id),
+            )
+        )
