@@ -72,6 +72,22 @@ class Shop:
         assert status == 200, body
         return event
 
+    async def pay_while_away(self, user: int) -> None:
+        """The member opens a checkout, leaves the server, then pays: the grant waits."""
+        self.discord.add_member(self.guild_id, user, dispatch=False)
+        session_id = await self.buy(user)
+        self.discord.remove_member(self.guild_id, user, dispatch=True)
+        await self.pay(session_id)
+        await self.wait(
+            lambda: (
+                self.bot.scalar(
+                    "SELECT waiting_for_member FROM delivery_jobs WHERE kind='grant_role'"
+                )
+                == 1
+            ),
+            "grant waiting for the member",
+        )
+
     def has_role(self, user: int, role: int | None = None) -> bool:
         return self.discord.has_role(self.guild_id, user, role or self.vip_role)
 

@@ -107,17 +107,7 @@ async def test_bad_webhooks_change_nothing(shop: Shop) -> None:
 async def test_buyer_not_in_guild_gets_role_on_join_and_rejoin(shop: Shop) -> None:
     """Paid while away → job waits; joins (after screening) → role; rejoins → role again."""
     await shop.add_product()
-    shop.discord.add_member(shop.guild_id, STRANGER, dispatch=False)
-    session_id = await shop.buy(STRANGER)
-    shop.discord.remove_member(shop.guild_id, STRANGER, dispatch=True)
-    await shop.pay(session_id)
-    await shop.wait(
-        lambda: (
-            shop.bot.scalar("SELECT waiting_for_member FROM delivery_jobs WHERE kind='grant_role'")
-            == 1
-        ),
-        "job waiting for the member",
-    )
+    await shop.pay_while_away(STRANGER)
     assert not shop.has_role(STRANGER)
     shop.discord.add_member(shop.guild_id, STRANGER, pending=True, dispatch=True)
     shop.discord.add_member(shop.guild_id, FRIEND, dispatch=True)  # a marker event after it

@@ -136,17 +136,7 @@ async def test_role_route_storm_retries_then_completes(shop: Shop) -> None:
 async def test_dropped_gateway_resumes_and_replays_member_join(shop: Shop) -> None:
     """A socket dropped without a close frame: the bot RESUMEs and the missed join gets the role."""
     await shop.add_product()
-    shop.discord.add_member(shop.guild_id, STRANGER, dispatch=False)
-    session_id = await shop.buy(STRANGER)
-    shop.discord.remove_member(shop.guild_id, STRANGER, dispatch=True)
-    await shop.pay(session_id)
-    await shop.wait(
-        lambda: (
-            shop.bot.scalar("SELECT waiting_for_member FROM delivery_jobs WHERE kind='grant_role'")
-            == 1
-        ),
-        "grant waiting for the member",
-    )
+    await shop.pay_while_away(STRANGER)
     gateway = shop.discord.gateway
     identifies, resumes, readies = (
         len(gateway.identifies),
