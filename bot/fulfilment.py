@@ -19,6 +19,7 @@ from bot.lifecycle import Lifecycle
 from bot.models import Kind, Order, OrderStatus, Product, Stage
 from bot.shop import new_claim_code
 from bot.store import Tx
+from bot.stripe_facts import stripe_id
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,9 @@ class Fulfilment:
 
     async def _remember_ids(self, tx: Tx, order: Order, session: dict[str, Any]) -> None:
         ids = {
-            "stripe_payment_intent_id": _id_of(session.get("payment_intent")),
-            "stripe_subscription_id": _id_of(session.get("subscription")),
-            "stripe_customer_id": _id_of(session.get("customer")),
+            "stripe_payment_intent_id": stripe_id(session.get("payment_intent")),
+            "stripe_subscription_id": stripe_id(session.get("subscription")),
+            "stripe_customer_id": stripe_id(session.get("customer")),
         }
         changes = {key: value for key, value in ids.items() if value}
         if changes:
@@ -239,10 +240,3 @@ async def queue_receipt(tx: Tx, order: Order) -> None:
         dedupe_key=f"order:{order.id}:receipt",
         payload={},
     )
-
-
-def _id_of(value: Any) -> str | None:
-    """Stripe fields hold an id or an expanded object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None

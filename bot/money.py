@@ -64,6 +64,13 @@ def parse_price(text: str, currency: str) -> int:
         unit = "whole units" if places == 0 else f"at most {places} decimal places"
         raise InvalidInput(f"{currency.upper()} prices take {unit}; `{text[:20]}` has more.")
     amount = int(minor)
+    if places == 3 and amount % 10:
+        # Stripe settles three-decimal currencies in tens of the minor unit.
+        nearest = format_price(amount - amount % 10 or 10, currency).split()[0]
+        raise InvalidInput(
+            f"{currency.upper()} prices must end in 0 (Stripe charges three-decimal currencies"
+            f" in steps of 0.010); `{text[:20]}` does not. Try `{nearest}`."
+        )
     if amount > MAX_MINOR_UNITS:
         raise InvalidInput(
             "That price is too large; the most Stripe accepts is "

@@ -49,8 +49,6 @@ class PaymentGateway(Protocol):
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
 
-    async def expire_checkout(self, session_id: str) -> None: ...
-
     async def portal_url(self, customer_id: str, return_url: str) -> str: ...
 
     async def refund(self, order_id: int, payment_intent_id: str, reason: str) -> str: ...
@@ -124,12 +122,6 @@ class StripeGateway:
         if not session.url:
             raise PaymentError("Stripe did not return a checkout link; please try again.")
         return CheckoutSession(id=session.id, url=session.url)
-
-    async def expire_checkout(self, session_id: str) -> None:
-        try:
-            await self._client.v1.checkout.sessions.expire_async(session_id)
-        except stripe.StripeError as exc:
-            raise PaymentError(_user_message(exc)) from None
 
     async def portal_url(self, customer_id: str, return_url: str) -> str:
         """A short-lived Stripe Billing customer portal link."""

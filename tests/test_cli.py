@@ -11,6 +11,10 @@ from tests.fakes.stripe import FakeStripe
 from tests.harness import BotProcess, shopbot_command
 from tests.shop import Shop
 
+MIGRATIONS = Path(__file__).resolve().parents[1] / "bot/store/migrations"
+# The newest numbered migration file: `migrate` must reach exactly this version.
+LATEST_SCHEMA = max(int(path.name[:4]) for path in MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+
 
 async def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed `shopbot` off the event loop (the fakes live on this loop)."""
@@ -50,7 +54,7 @@ async def test_migrate_creates_the_schema(
     result = await run_cli("--config", str(bot.config_path), "migrate")
     assert result.returncode == 0, result.stderr
     assert "schema version" in result.stdout
-    assert bot.scalar("PRAGMA user_version") >= 1
+    assert bot.scalar("PRAGMA user_version") == LATEST_SCHEMA
 
 
 async def test_sigterm_stops_cleanly(shop: Shop) -> None:

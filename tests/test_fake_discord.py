@@ -346,12 +346,19 @@ async def test_validator_flags_bad_requests(fake_discord: FakeDiscord) -> None:
     fake_discord.violations.clear()  # expected ones: keep the fixture's teardown check green
 
 
+# sha256 of ../shared/specs/discord-openapi.json when it was vendored; kept here so the check
+# holds on a machine without ../shared instead of passing silently.
+SPEC_SHA256 = "8c1d0707ccdf8e380a86dfba04058820a66435c1b69d5ed82e04dd8c0520dd73"
+
+
 def test_vendored_spec_matches_shared() -> None:
-    """The spec copy shipped in tests/ is byte-for-byte Discord's spec from ../shared."""
+    """The spec copy shipped in tests/ is byte-for-byte Discord's spec, by checksum and copy."""
     import gzip
+    import hashlib
 
     from tests.fakes.discord.openapi import SHARED_SPEC, VENDORED_SPEC
 
-    assert VENDORED_SPEC.exists()
-    if SHARED_SPEC.exists():
-        assert gzip.decompress(VENDORED_SPEC.read_bytes()) == SHARED_SPEC.read_bytes()
+    vendored = gzip.decompress(VENDORED_SPEC.read_bytes())
+    assert hashlib.sha256(vendored).hexdigest() == SPEC_SHA256
+    if SHARED_SPEC.exists():  # and ../shared, where present, has not moved on without us
+        assert SHARED_SPEC.read_bytes() == vendored

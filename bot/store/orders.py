@@ -95,14 +95,6 @@ class OrderRepo(Repo):
         )
         return [Order.from_row(row) for row in rows]
 
-    async def stale_pending(self) -> list[Order]:
-        """Pending orders whose checkout link has expired (Stripe will not pay them)."""
-        rows = await self._all(
-            "SELECT * FROM orders WHERE status='pending' AND checkout_expires_at <= ?",
-            (self.now_iso,),
-        )
-        return [Order.from_row(row) for row in rows]
-
     async def of_member(self, guild_id: int, user_id: int, limit: int = 25) -> list[Order]:
         """Orders the member bought or received, newest first (abandoned checkouts left out)."""
         rows = await self._all(
