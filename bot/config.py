@@ -164,7 +164,7 @@ def load_settings(path: Path) -> Settings:
         model_config = SettingsConfigDict(toml_file=path if path.is_file() else None)
 
     try:
-        return _FromFile()
+        return _FromFile()  # type: ignore[call-arg]  # the fields come from the file and env
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML

@@ -98,7 +98,7 @@ class Fulfilment:
         return order
 
     async def _remember_ids(self, tx: Tx, order: Order, session: dict[str, Any]) -> None:
-        ids = {
+        ids: dict[str, Any] = {
             "stripe_payment_intent_id": stripe_id(session.get("payment_intent")),
             "stripe_subscription_id": stripe_id(session.get("subscription")),
             "stripe_customer_id": stripe_id(session.get("customer")),

@@ -112,7 +112,7 @@ class Record:
     def from_row(cls, row: Any) -> Self:
         values: dict[str, Any] = {}
         keys = row.keys()
-        for field in _fields_of(cls):
+        for field in _fields_of(cls):  # type: ignore[arg-type]  # a class is hashable
             if field.name not in keys:
                 continue
             value = row[field.name]

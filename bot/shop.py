@@ -299,9 +299,9 @@ class ShopService:
                 order_id=order.id,
                 session_id=session.id,
             )
-            order = await tx.orders.get(order.id)
-        assert order is not None
-        return order, product
+            started = await tx.orders.get(order.id)
+        assert started is not None
+        return started, product
 
     async def _refuse_if_busy(
         self, tx: Tx, guild_id: int, buyer_id: int, recipient: int, product: Product

@@ -52,7 +52,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         self.bot = bot
         super().__init__()
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """Server-side check: command permissions can be changed by server admins."""
         if not is_shop_admin(interaction, self.bot.settings.discord.admin_role_ids):
             raise NotShopAdmin()
@@ -431,5 +431,5 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         await reply(interaction, embed=embed)
 
 
-async def setup(bot: ShopBot) -> None:  # type: ignore[override]
+async def setup(bot: ShopBot) -> None:
     await bot.add_cog(Admin(bot))

@@ -156,5 +156,5 @@ class Buyer(commands.Cog):
         await reply(interaction, HELP)
 
 
-async def setup(bot: ShopBot) -> None:  # type: ignore[override]
+async def setup(bot: ShopBot) -> None:
     await bot.add_cog(Buyer(bot))

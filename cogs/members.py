@@ -34,5 +34,5 @@ class Members(commands.Cog):
             self.bot.worker.wake()
 
 
-async def setup(bot: ShopBot) -> None:  # type: ignore[override]
+async def setup(bot: ShopBot) -> None:
     await bot.add_cog(Members(bot))

@@ -71,7 +71,9 @@ class Database:
     async def migrate(self) -> int:
         """Apply pending migrations in one transaction; return the new version."""
         async with self._lock:
-            current = (await (await self.conn.execute("PRAGMA user_version")).fetchone())[0]
+            row = await (await self.conn.execute("PRAGMA user_version")).fetchone()
+            assert row is not None  # PRAGMA user_version always answers one row
+            current = row[0]
             steps = _migrations()
             latest = steps[-1][0] if steps else 0
             if current > latest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from bot.models import Action, Product
@@ -101,7 +102,7 @@ class ProductRepo(Repo):
         row = await self._one("SELECT * FROM actions WHERE id=?", (new_id,))
         return Action.from_row(row)
 
-    async def actions(self, product_id: int, stage: str | None = None) -> list[Action]:
+    async def actions(self, product_id: int, stage: str | None = None) -> builtins.list[Action]:
         """Live actions of a product (optionally of one stage), oldest first."""
         sql = "SELECT * FROM actions WHERE product_id=? AND removed=0"
         params: tuple[Any, ...] = (product_id,)
@@ -110,7 +111,7 @@ class ProductRepo(Repo):
             params += (stage,)
         return [Action.from_row(row) for row in await self._all(sql + " ORDER BY id", params)]
 
-    async def role_actions_of_guild(self, guild_id: int) -> list[Action]:
+    async def role_actions_of_guild(self, guild_id: int) -> builtins.list[Action]:
         """Every live grant_role action of the guild's live products."""
         rows = await self._all(
             "SELECT a.* FROM actions a JOIN products p ON p.id = a.product_id "
@@ -119,7 +120,7 @@ class ProductRepo(Repo):
         )
         return [Action.from_row(row) for row in rows]
 
-    async def grant_role_actions(self, product_id: int) -> list[Action]:
+    async def grant_role_actions(self, product_id: int) -> builtins.list[Action]:
         """Every grant_role action the product ever had, removed ones included (a role given
         before its action was removed is still taken back), oldest first."""
         rows = await self._all(
