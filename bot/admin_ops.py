@@ -141,3 +141,28 @@ class AdminOps:
         return await self.payments.portal_url(
             customers[0], f"https://discord.com/channels/{guild_id}"
         )
+
+    async def retry_jobs(self, guild_id: int, actor_id: int, target: str) -> int:
+        """Re-queue one failed or expired job (`#12` or `12`) or every failed one (`failed`)."""
+        target = target.strip().lstrip("#").lower()
+        async with self.store.transaction() as tx:
+            if target == "failed":
+                failed = await tx.jobs.of_guild(guild_id, "failed", limit=1000)
+                count = sum([await tx.jobs.retry(j.id) for j in failed])
+            elif target.isdigit():
+                found = await tx.jobs.get(int(target))
+                if found is None or found.guild_id != guild_id:
+                    raise InvalidInput(f"There is no job #{target} here (see `/shop queue`).")
+                count = int(await tx.jobs.retry(found.id))
+                if not count:
+                    raise InvalidInput(
+                        f"Job #{target} is {found.status}; only failed or expired "
+                        "jobs can be retried."
+                    )
+            else:
+                raise InvalidInput("Give a job number from `/shop queue`, or `failed`.")
+            if count:
+                await tx.audit.add(
+                    "job.retry", guild_id=guild_id, actor_id=actor_id, target=target, count=count
+                )
+        return count

@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.actions import ActionService
 from bot.admin_ops import AdminOps
+from bot.admin_reports import AdminReports
 from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
 from bot.delivery import DeliveryWorker
@@ -84,8 +85,10 @@ class ShopBot(commands.Bot):
             self.clock,
             on_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
         )
+        self.store.on_jobs_due = self.worker.wake
         self.inbox = Inbox(self.store, self.payments, self.fulfilment, self.worker.wake)
         self.actions = ActionService(self.store, self.shop)
+        self.reports = AdminReports(self.store)
         self.admin_ops = AdminOps(
             self.store, self.payments, self.shop, self.fulfilment.lifecycle.access, settings
         )

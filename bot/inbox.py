@@ -113,16 +113,13 @@ class Inbox:
         async with self.store.transaction() as tx:
             for event_id, payload in batch:
                 event = json.loads(payload)
-                await tx.conn.execute("SAVEPOINT event")
                 try:
-                    current = await tx.events.get(event_id)
-                    if current is not None and current.status == "received":
-                        status, order_id = await self.fulfilment.apply(tx, event)
-                        await tx.events.mark(event_id, status, order_id=order_id)
-                    await tx.conn.execute("RELEASE event")
+                    async with tx.savepoint():
+                        current = await tx.events.get(event_id)
+                        if current is not None and current.status == "received":
+                            status, order_id = await self.fulfilment.apply(tx, event)
+                            await tx.events.mark(event_id, status, order_id=order_id)
                 except Exception as exc:
-                    await tx.conn.execute("ROLLBACK TO event")
-                    await tx.conn.execute("RELEASE event")
                     await self._mark_failed(tx, event_id, event, exc)
                 self.processed += 1
         self._on_jobs_queued()

@@ -266,7 +266,6 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         entitlement = await self.bot.admin_ops.grant(
             interaction.guild_id, interaction.user.id, member.id, product, days
         )
-        self.bot.worker.wake()
         until = (
             discord.utils.format_dt(entitlement.ends_at, "D") if entitlement.ends_at else "forever"
         )
@@ -281,7 +280,6 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         count = await self.bot.admin_ops.revoke(
             interaction.guild_id, interaction.user.id, member.id, product
         )
-        self.bot.worker.wake()
         await reply(
             interaction,
             f"Revoked {count} active access for {member.mention}; "
@@ -315,20 +313,17 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         status: OrderStatusName | None = None,
     ) -> None:
         assert interaction.guild_id is not None
-        async with self.bot.store.reading() as tx:
-            orders = await tx.orders.of_guild(
-                interaction.guild_id, member.id if member else None, status
-            )
-            names = {o.product_id: (await tx.products.get(o.product_id)) for o in orders}
+        orders = await self.bot.reports.orders(
+            interaction.guild_id, member.id if member else None, status
+        )
         if not orders:
             await reply(interaction, "No orders match.")
             return
         lines = []
-        for order in orders:
-            product = names.get(order.product_id)
+        for order, product_name in orders:
             who = order.recipient_id or order.buyer_id
             lines.append(
-                f"`#{order.id}` {product.name if product else '?'} · "
+                f"`#{order.id}` {product_name} · "
                 f"{format_price(order.amount, order.currency)} · <@{who}>"
                 f" · {order.status} · {discord.utils.format_dt(order.created_at, 'R')}"
             )
@@ -341,39 +336,13 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         self, interaction: discord.Interaction, job: app_commands.Range[str, 1, 20]
     ) -> None:
         assert interaction.guild_id is not None
-        target = job.strip().lstrip("#").lower()
-        async with self.bot.store.transaction() as tx:
-            if target == "failed":
-                failed = await tx.jobs.of_guild(interaction.guild_id, "failed", limit=1000)
-                count = sum([await tx.jobs.retry(j.id) for j in failed])
-            elif target.isdigit():
-                found = await tx.jobs.get(int(target))
-                if found is None or found.guild_id != interaction.guild_id:
-                    raise InvalidInput(f"There is no job #{target} here (see `/shop queue`).")
-                count = int(await tx.jobs.retry(found.id))
-                if not count:
-                    raise InvalidInput(
-                        f"Job #{target} is {found.status}; only failed or expired "
-                        "jobs can be retried."
-                    )
-            else:
-                raise InvalidInput("Give a job number from `/shop queue`, or `failed`.")
-            if count:
-                await tx.audit.add(
-                    "job.retry",
-                    guild_id=interaction.guild_id,
-                    actor_id=interaction.user.id,
-                    target=target,
-                    count=count,
-                )
-        self.bot.worker.wake()
+        count = await self.bot.admin_ops.retry_jobs(interaction.guild_id, interaction.user.id, job)
         await reply(interaction, f"Retrying {count} job(s).")
 
     @app_commands.command(name="stats", description="Revenue, orders and deliveries")
     async def stats(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        async with self.bot.store.reading() as tx:
-            figures = await tx.stats.figures(interaction.guild_id)
+        figures = await self.bot.reports.stats(interaction.guild_id)
         await reply(interaction, embed=stats_embed(figures))
 
     @app_commands.command(name="why", description="Why a member has or lacks shop roles")
@@ -384,15 +353,8 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         role: discord.Role | None = None,
     ) -> None:
         assert interaction.guild_id is not None
-        async with self.bot.store.reading() as tx:
-            entitlements = await tx.stats.entitlements_of_member(interaction.guild_id, member.id)
-            named = []
-            for entitlement in entitlements:
-                product = await tx.products.get(entitlement.product_id)
-                named.append((entitlement, product.name if product else "?"))
-            grants = await tx.stats.grants_of_member(interaction.guild_id, member.id)
-            audit = await tx.stats.audit_of_member(interaction.guild_id, member.id)
-        await reply(interaction, embed=why_embed(member, role, named, grants, audit))
+        report = await self.bot.reports.member(interaction.guild_id, member.id)
+        await reply(interaction, embed=why_embed(member, role, report))
 
     @app_commands.command(name="diagnose", description="Check permissions, roles and webhooks")
     async def diagnose(self, interaction: discord.Interaction) -> None:
@@ -407,8 +369,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         self, interaction: discord.Interaction, status: QueueStatus | None = None
     ) -> None:
         assert interaction.guild_id is not None
-        async with self.bot.store.reading() as tx:
-            jobs = await tx.jobs.of_guild(interaction.guild_id, status)
+        jobs = await self.bot.reports.queue(interaction.guild_id, status)
         if not jobs:
             await reply(
                 interaction, "No delivery jobs" + (f" with status {status}." if status else ".")

@@ -126,7 +126,6 @@ class Buyer(commands.Cog):
         message = await self.bot.members_service.claim(
             interaction.guild_id, interaction.user.id, code
         )
-        self.bot.worker.wake()
         await reply(interaction, message)
 
     @app_commands.command(name="purchases", description="What you have bought here")

@@ -24,14 +24,13 @@ class Members(commands.Cog):
     async def on_member_join(self, member: discord.Member) -> None:
         if member.bot:
             return
-        if await self.bot.members_service.member_joined(member.guild.id, member.id, member.pending):
-            self.bot.worker.wake()
+        await self.bot.members_service.member_joined(member.guild.id, member.id, member.pending)
 
     @commands.Cog.listener()
     async def on_raw_member_update(self, guild_id: int, user_id: int, pending: bool) -> None:
         """Dispatched by ShopBot for every GUILD_MEMBER_UPDATE (see app.py)."""
-        if not pending and await self.bot.members_service.member_screened(guild_id, user_id):
-            self.bot.worker.wake()
+        if not pending:
+            await self.bot.members_service.member_screened(guild_id, user_id)
 
 
 async def setup(bot: ShopBot) -> None:

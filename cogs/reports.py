@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
+from bot.admin_reports import MemberReport, ShopFigures
 from bot.discord_adapter import role_problem
-from bot.models import AuditEntry, Entitlement, RoleGrant
 from bot.money import format_price
-from bot.store.stats import ShopFigures
 from cogs.ui import BRAND
 
 if TYPE_CHECKING:
@@ -45,11 +44,10 @@ def stats_embed(figures: ShopFigures) -> discord.Embed:
 def why_embed(
     member: discord.Member,
     role: discord.Role | None,
-    entitlements: list[tuple[Entitlement, str]],
-    grants: list[RoleGrant],
-    audit: list[AuditEntry],
+    report: MemberReport,
 ) -> discord.Embed:
     """Why the member has (or lacks) shop roles: access, ledger and recent history."""
+    grants, audit = report.grants, report.audit
     title = f"Why {member.display_name}" + (f" and @{role.name}" if role else "")
     embed = discord.Embed(title=title, colour=BRAND)
     if role is not None:
@@ -63,7 +61,7 @@ def why_embed(
         embed.description = f"{member.mention} {verdict}."
         grants = [g for g in grants if g.role_id == role.id]
     lines = []
-    for entitlement, name in entitlements:
+    for entitlement, name in report.entitlements:
         until = discord.utils.format_dt(entitlement.ends_at, "D") if entitlement.ends_at else "∞"
         end = f" ({entitlement.end_reason})" if entitlement.end_reason else ""
         source = f"order #{entitlement.order_id}" if entitlement.order_id else "given by hand"
@@ -108,10 +106,10 @@ async def diagnose_guild(bot: ShopBot, guild: discord.Guild) -> list[tuple[bool,
         ),
         (bot.intents.members, "Server Members intent is on"),
     ]
-    async with bot.store.reading() as tx:
-        actions = await tx.products.role_actions_of_guild(guild.id)
-        failed_jobs, failed_events, last_webhook = await tx.stats.problems(guild.id)
-    for role_id in sorted({a.role_id for a in actions if a.role_id}):
+    problems = await bot.reports.problems(guild.id)
+    failed_jobs, failed_events = problems.failed_jobs, problems.failed_events
+    last_webhook = problems.last_webhook
+    for role_id in problems.role_ids:
         role = guild.get_role(role_id)
         problem = "that role was deleted" if role is None else role_problem(guild, role)
         checks.append(

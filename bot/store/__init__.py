@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -37,6 +37,19 @@ class Tx:
         self.audit = AuditRepo(conn, self.now)
         self.subscriptions = SubscriptionRepo(conn, self.now)
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested unit of work: if its block raises, only its statements are rolled back
+        (and the exception goes on); the rest of the transaction is kept."""
+        await self.conn.execute("SAVEPOINT unit")
+        try:
+            yield
+        except Exception:
+            await self.conn.execute("ROLLBACK TO unit")
+            await self.conn.execute("RELEASE unit")
+            raise
+        await self.conn.execute("RELEASE unit")
+
     async def get_meta(self, key: str) -> str | None:
         row = await (
             await self.conn.execute("SELECT value FROM meta WHERE key=?", (key,))
@@ -57,6 +70,9 @@ class Store:
     def __init__(self, path: Path, clock: Clock) -> None:
         self.db = Database(path)
         self.clock = clock
+        #: Called after a transaction that made jobs due has committed (the worker's wake-up),
+        #: so no caller has to remember to wake the worker itself.
+        self.on_jobs_due: Callable[[], None] | None = None
 
     async def open(self) -> None:
         await self.db.open()
@@ -68,7 +84,10 @@ class Store:
     async def transaction(self) -> AsyncIterator[Tx]:
         """A write transaction (BEGIN IMMEDIATE); commits on success."""
         async with self.db.transaction() as conn:
-            yield Tx(conn, self.clock)
+            tx = Tx(conn, self.clock)
+            yield tx
+        if tx.jobs.queued and self.on_jobs_due is not None:
+            self.on_jobs_due()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Tx]:

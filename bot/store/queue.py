@@ -14,6 +14,10 @@ from bot.store.base import Repo, opt_iso
 class JobRepo(Repo):
     """Delivery jobs. A job is completed only after its effect succeeded (at-least-once)."""
 
+    #: Jobs this transaction made due (queued, retried, woken); the Store wakes the worker
+    #: once the transaction commits when it is non-zero.
+    queued: int = 0
+
     async def enqueue(
         self,
         *,
@@ -48,7 +52,10 @@ class JobRepo(Repo):
                 self.now_iso,
             ),
         )
-        return cursor.lastrowid if cursor.rowcount else None
+        if not cursor.rowcount:
+            return None
+        self.queued += 1
+        return cursor.lastrowid
 
     async def get(self, job_id: int) -> Job | None:
         row = await self._one("SELECT * FROM delivery_jobs WHERE id=?", (job_id,))
@@ -135,11 +142,13 @@ class JobRepo(Repo):
 
     async def wake_member(self, guild_id: int, user_id: int) -> int:
         """The member joined: jobs waiting for them become due now."""
-        return await self._changed(
+        woken = await self._changed(
             "UPDATE delivery_jobs SET waiting_for_member=0, next_attempt_at=?, updated_at=?"
             " WHERE guild_id=? AND user_id=? AND status='pending'",
             (self.now_iso, self.now_iso, guild_id, user_id),
         )
+        self.queued += woken
+        return woken
 
     async def expire_overdue(self) -> int:
         """Pending jobs past their claim deadline become `expired`."""
@@ -170,7 +179,7 @@ class JobRepo(Repo):
 
     async def retry(self, job_id: int) -> bool:
         """failed/expired → pending, due now (an admin fixed the cause)."""
-        return bool(
+        changed = bool(
             await self._changed(
                 "UPDATE delivery_jobs SET status='pending', waiting_for_member=0,"
                 " next_attempt_at=?, expires_at=NULL, updated_at=?"
@@ -178,6 +187,8 @@ class JobRepo(Repo):
                 (self.now_iso, self.now_iso, job_id),
             )
         )
+        self.queued += changed
+        return changed
 
     async def counts(self) -> dict[str, int]:
         rows = await self._all("SELECT status, COUNT(*) FROM delivery_jobs GROUP BY status")
