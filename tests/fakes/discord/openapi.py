@@ -18,7 +18,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 # A gzipped copy of ../shared/specs/discord-openapi.json ships with the tests so they run on a
-# fresh machine; tests/test_fake_discord.py checks it still equals the shared original.
+# fresh machine; tests/unit/test_fake_discord.py checks it still equals the shared original.
 VENDORED_SPEC = Path(__file__).with_name("discord-openapi.json.gz")
 SHARED_SPEC = Path(__file__).resolve().parents[3].parent / "shared/specs/discord-openapi.json"
 SPEC_PATH = Path(os.environ.get("DISCORD_OPENAPI_SPEC", VENDORED_SPEC))

@@ -11,7 +11,7 @@ from tests.fakes.stripe import FakeStripe
 from tests.harness import BotProcess, shopbot_command
 from tests.shop import Shop
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "bot/store/migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "bot/store/migrations"
 # The newest numbered migration file: `migrate` must reach exactly this version.
 LATEST_SCHEMA = max(int(path.name[:4]) for path in MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 

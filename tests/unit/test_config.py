@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,40 +18,6 @@ webhook_secret = "whsec_abc"
 [http]
 public_url = "https://shop.example.com/"
 """
-
-
-def shopbot(
-    *args: str, env: dict[str, str] | None = None, cwd: Path
-) -> subprocess.CompletedProcess:
-    clean_env = {"PATH": "/usr/bin:/bin", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        env=clean_env,
-        cwd=cwd,
-        timeout=60,
-    )
-
-
-def test_run_without_token_names_the_key(tmp_path: Path) -> None:
-    """`shopbot run` with no config exits non-zero with one line naming discord.token."""
-    result = shopbot("run", cwd=tmp_path)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "discord.token" in lines[0]
-    assert "Traceback" not in result.stderr
-
-
-def test_invalid_value_names_the_key(tmp_path: Path) -> None:
-    """A bad value exits non-zero naming the key, without a traceback."""
-    path = tmp_path / "config.toml"
-    path.write_text(GOOD.replace("sk_test_abc", "pk_test_abc"))
-    result = shopbot("--config", str(path), "check", cwd=tmp_path)
-    assert result.returncode != 0
-    assert result.stderr.strip().count("\n") == 0
-    assert "stripe.secret_key" in result.stderr
 
 
 def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +61,7 @@ def test_bad_shop_values(tmp_path: Path, patch: str, key: str) -> None:
 
 def test_example_config_is_complete(tmp_path: Path) -> None:
     """config.example.toml documents every key; its placeholders are refused by name."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     text = (root / "config.example.toml").read_text()
     with pytest.raises(ConfigError, match=r"discord\.token: still the example value"):
         load_settings(root / "config.example.toml")
