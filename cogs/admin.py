@@ -13,10 +13,10 @@ from bot.errors import InvalidInput
 from bot.models import JobStatus
 from bot.money import format_price
 from bot.shop import ProductDraft
+from cogs._reports import diagnose_embed, diagnose_guild, stats_embed, why_embed
+from cogs._ui import BRAND, reply
 from cogs.buyer import product_autocomplete
 from cogs.errors import NotShopAdmin
-from cogs.reports import diagnose_embed, diagnose_guild, stats_embed, why_embed
-from cogs.ui import BRAND, reply
 
 if TYPE_CHECKING:
     from bot.app import ShopBot

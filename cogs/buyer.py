@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidInput, NotFound
-from cogs.ui import checkout_embed, checkout_view, purchases_embed, reply
+from cogs._ui import checkout_embed, checkout_view, purchases_embed, reply
 
 if TYPE_CHECKING:
     from bot.app import ShopBot

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import ShopError
-from cogs.ui import reply
+from cogs._ui import reply
 
 log = logging.getLogger(__name__)
 

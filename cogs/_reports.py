@@ -10,7 +10,7 @@ import discord
 from bot.admin_reports import MemberReport, ShopFigures
 from bot.discord_adapter import role_problem
 from bot.money import format_price
-from cogs.ui import BRAND
+from cogs._ui import BRAND
 
 if TYPE_CHECKING:
     from bot.app import ShopBot
