@@ -5,204 +5,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import re
 import sqlite3
-from collections import defaultdict
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from bot.clock import FrozenClock, iso
-from bot.config import Settings
-from bot.delivery import DeliveryWorker
-from bot.errors import MemberMissing
+from bot.clock import iso
 from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
 from bot.lifecycle import run_expiry
-from bot.models import Order
-from bot.payments import StripeGateway
-from bot.shop import ProductDraft, ShopService
 from bot.store import Store
-from tests.fakes.stripe import FakeClock, FakeStripe
-
-GUILD, ADMIN, BUYER, OTHER = 100, 1, 2, 3
-ROLE = 555
-SECRET = "whsec_unit"
-
-
-class RecordingDiscord:
-    """A fake of the Discord boundary (DiscordActions) that records calls and keeps roles."""
-
-    def __init__(self) -> None:
-        self.roles: dict[int, set[int]] = defaultdict(set)
-        self.calls: list[tuple[str, int, int]] = []
-        self.dms: list[tuple[int, str]] = []
-        self.absent: set[int] = set()
-
-    async def wait_ready(self) -> None:
-        return None
-
-    async def add_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None:
-        self.calls.append(("add", user_id, role_id))
-        self.roles[user_id].add(role_id)
-
-    async def member_role_ids(self, guild_id: int, user_id: int) -> frozenset[int]:
-        if user_id in self.absent:
-            raise MemberMissing("Unknown Member")
-        return frozenset(self.roles[user_id])
-
-    async def remove_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None:
-        if user_id in self.absent:
-            raise MemberMissing("Unknown Member")
-        self.calls.append(("remove", user_id, role_id))
-        self.roles[user_id].discard(role_id)
-
-    async def send_dm(self, user_id: int, content: str) -> None:
-        self.dms.append((user_id, content))
-
-    async def send_channel(self, channel_id: int, content: str) -> None:
-        self.calls.append(("channel", channel_id, 0))
-
-    async def kick(self, guild_id: int, user_id: int, reason: str) -> None:
-        self.calls.append(("kick", user_id, 0))
-
-    async def ban(self, guild_id: int, user_id: int, reason: str) -> None:
-        self.calls.append(("ban", user_id, 0))
-
-    async def create_invite(self, channel_id: int, reason: str) -> str:
-        return "https://discord.gg/test"
-
-
-@dataclass
-class World:
-    settings: Settings
-    store: Store
-    shop: ShopService
-    fulfilment: Fulfilment
-    inbox: Inbox
-    stripe: FakeStripe
-    worker: DeliveryWorker
-    discord: RecordingDiscord
-    clock: FrozenClock
-    stripe_clock: FakeClock
-    delivered: set[str] = field(default_factory=set)
-
-    @property
-    def lifecycle(self) -> Any:
-        return self.fulfilment.lifecycle
-
-    def advance(self, **kwargs: float) -> None:
-        """Move our clock and Stripe's together."""
-        self.clock.advance(**kwargs)
-        self.stripe_clock.advance(int(timedelta(**kwargs).total_seconds()))
-
-    async def deliver(self, event: dict[str, Any], inbox: Inbox | None = None) -> None:
-        inbox = inbox or self.inbox
-        await inbox.receive(event, json.dumps(event).encode())
-        async with inbox.store.reading() as tx:
-            pending = await tx.events.unprocessed()
-        for item in pending:
-            await inbox.process(item.id, item.payload)
-
-    async def flush(self) -> None:
-        """Deliver every event the fake Stripe created since the last flush, in order."""
-        for event in list(self.stripe.events.values()):
-            if event["id"] not in self.delivered:
-                self.delivered.add(event["id"])
-                await self.deliver(copy.deepcopy(event))
-
-    async def run_jobs(self) -> None:
-        """Run due delivery jobs until none is left (the worker without its loop)."""
-        for _ in range(50):
-            async with self.store.reading() as tx:
-                due = await tx.jobs.due()
-            if not due:
-                return
-            for job in due:
-                await self.worker.execute(job)
-        raise AssertionError("jobs keep coming")
-
-    async def expire(self) -> int:
-        async with self.store.transaction() as tx:
-            return await self.lifecycle.expire_due(tx)
-
-    async def order(self, order_id: int) -> Order:
-        async with self.store.reading() as tx:
-            order = await tx.orders.get(order_id)
-        assert order is not None
-        return order
-
-    def rows(self, sql: str, path: Path | None = None) -> list[Any]:
-        with sqlite3.connect(path or self.store.db.path) as conn:
-            return list(conn.execute(sql))
-
-
-def make_settings(fake: FakeStripe, db: Path) -> Settings:
-    return Settings(
-        discord={"token": "t"},
-        stripe={"secret_key": fake.secret_key, "webhook_secret": SECRET, "api_base": fake.api_base},
-        http={"public_url": "https://shop.test"},
-        database={"path": db},
-    )
-
-
-@pytest_asyncio.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    stripe_clock = FakeClock()
-    clock = FrozenClock(datetime.fromtimestamp(stripe_clock.now, UTC))
-    fake = FakeStripe(secret_key="sk_test_fake", clock=stripe_clock)
-    await fake.start()
-    settings = make_settings(fake, tmp_path / "shop.db")
-    store = Store(settings.database.path, clock)
-    await store.open()
-    payments = StripeGateway(fake.secret_key, SECRET, fake.api_base)
-    fulfilment = Fulfilment(settings)
-    discord = RecordingDiscord()
-    try:
-        yield World(
-            settings=settings,
-            store=store,
-            shop=ShopService(store, payments, settings, clock),
-            fulfilment=fulfilment,
-            inbox=Inbox(store, payments, fulfilment, lambda: None),
-            stripe=fake,
-            worker=DeliveryWorker(store, discord, clock),
-            discord=discord,
-            clock=clock,
-            stripe_clock=stripe_clock,
-        )
-    finally:
-        await payments.close()
-        await store.close()
-        await fake.stop()
-
-
-async def add_product(world: World, name: str, **extra: Any) -> int:
-    draft = ProductDraft(name=name, price="4.99", role_id=ROLE, **extra)
-    return (await world.shop.add_product(GUILD, ADMIN, draft)).id
-
-
-async def add_message(world: World, product_id: int, stage: str, text: str) -> None:
-    async with world.store.transaction() as tx:
-        await tx.products.add_action(product_id, type="send_message", stage=stage, message=text)
-
-
-async def buy(world: World, product: str, user: int = BUYER) -> Order:
-    order, _ = await world.shop.start_checkout(GUILD, user, product)
-    world.stripe.complete_checkout(order.stripe_session_id)
-    await world.flush()
-    return await world.order(order.id)
-
-
-def period_end(world: World, sub_id: str) -> datetime:
-    end = world.stripe.subscriptions[sub_id]["items"]["data"][0]["current_period_end"]
-    return datetime.fromtimestamp(end, UTC)
+from tests.unit.world import (
+    BUYER,
+    GUILD,
+    OTHER,
+    ROLE,
+    World,
+    add_message,
+    add_product,
+    buy,
+    make_settings,
+    period_end,
+)
 
 
 async def test_timed_access_expires_and_the_role_is_taken_back(world: World) -> None:
