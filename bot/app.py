@@ -15,20 +15,12 @@ import yarl
 from aiohttp import web
 from discord.ext import commands
 
-from bot.actions import ActionService
-from bot.admin_ops import AdminOps
-from bot.admin_reports import AdminReports
 from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
-from bot.delivery import DeliveryWorker
 from bot.discord_adapter import DiscordAdapter
-from bot.fulfilment import Fulfilment
-from bot.inbox import Inbox
 from bot.lifecycle import run_expiry
-from bot.members import MemberService
 from bot.payments import StripeGateway
-from bot.reconcile import Reconciler
-from bot.shop import ShopService
+from bot.services import build_services
 from bot.store import Store
 from bot.tasks import TaskGroup
 from bot.web import Metrics, WebDeps, make_app
@@ -74,24 +66,21 @@ class ShopBot(commands.Bot):
         """Ordered start: store → services → cogs → command sync → web → workers."""
         await self.store.open()
         settings = self.settings
-        self.fulfilment = Fulfilment(settings)
-        self.shop = ShopService(self.store, self.payments, settings, self.clock)
-        self.members_service = MemberService(self.store, self.fulfilment)
         self.adapter = DiscordAdapter(self)
-        self.reconciler = Reconciler(self.store)
-        self.worker = DeliveryWorker(
+        services = build_services(
+            settings,
             self.store,
-            self.adapter,
+            self.payments,
             self.clock,
-            on_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
+            self.adapter,
+            on_job_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
         )
-        self.store.on_jobs_due = self.worker.wake
-        self.inbox = Inbox(self.store, self.payments, self.fulfilment, self.worker.wake)
-        self.actions = ActionService(self.store, self.shop)
-        self.reports = AdminReports(self.store)
-        self.admin_ops = AdminOps(
-            self.store, self.payments, self.shop, self.fulfilment.lifecycle.access, settings
-        )
+        self.services = services
+        self.fulfilment, self.shop = services.fulfilment, services.shop
+        self.members_service, self.reconciler = services.members, services.reconciler
+        self.worker, self.inbox = services.worker, services.inbox
+        self.actions, self.reports = services.actions, services.reports
+        self.admin_ops = services.admin_ops
         self._watch_member_updates()
         for extension in EXTENSIONS:
             await self.load_extension(extension)

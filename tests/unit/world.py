@@ -23,6 +23,7 @@ from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
 from bot.models import Order
 from bot.payments import StripeGateway
+from bot.services import build_services
 from bot.shop import ProductDraft, ShopService
 from bot.store import Store
 from tests.fakes.stripe import FakeClock, FakeStripe
@@ -158,17 +159,17 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     store = Store(settings.database.path, clock)
     await store.open()
     payments = StripeGateway(fake.secret_key, SECRET, fake.api_base)
-    fulfilment = Fulfilment(settings)
     discord = RecordingDiscord()
+    services = build_services(settings, store, payments, clock, discord)
     try:
         yield World(
             settings=settings,
             store=store,
-            shop=ShopService(store, payments, settings, clock),
-            fulfilment=fulfilment,
-            inbox=Inbox(store, payments, fulfilment, lambda: None),
+            shop=services.shop,
+            fulfilment=services.fulfilment,
+            inbox=services.inbox,
             stripe=fake,
-            worker=DeliveryWorker(store, discord, clock),
+            worker=services.worker,
             discord=discord,
             clock=clock,
             stripe_clock=stripe_clock,
