@@ -235,6 +235,10 @@ class DeliveryWorker:
             raise PermanentFailure("access ended before the role could be given")
         if role_id in await self.discord.member_role_ids(job.guild_id, job.user_id):
             return bool(ours)
+        # Ledger first: if the process dies between Discord's 204 and this job's completion,
+        # the role is still known to be ours, so ending the access takes it back.
+        async with self.store.transaction() as tx:
+            await tx.entitlements.record_grant(entitlement, role_id)
         await self.discord.add_role(
             job.guild_id, job.user_id, role_id, reason=f"shopbot: order #{job.order_id}"
         )

@@ -356,3 +356,18 @@ async def test_run_expiry_expires_due_access_and_wakes_the_worker(world: World) 
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert world.rows("SELECT status FROM entitlements") == [("expired",)]
+
+
+async def test_role_given_just_before_a_crash_is_still_taken_back(world: World) -> None:
+    """The process dies after Discord gave the role but before the grant job completed: the
+    ledger already says the role is ours, so expiry takes it back (it used to stay forever)."""
+    await add_product(world, "Week", kind="timed", duration_days=7)
+    await buy(world, "week")
+    async with world.store.reading() as tx:
+        (grant,) = [job for job in await tx.jobs.due() if job.kind == "grant_role"]
+    await world.worker._grant_role(grant)  # the effect happened; the job was never finished
+    assert world.discord.roles[BUYER] == {ROLE}
+    world.advance(days=8)
+    assert await world.expire() == 1
+    await world.run_jobs()
+    assert world.discord.roles[BUYER] == set()
