@@ -17,18 +17,27 @@ log = logging.getLogger("shopbot")
 
 
 def _parser() -> argparse.ArgumentParser:
+    config_help = "config file (default $SHOPBOT_CONFIG or ./config.toml)"
+    # --config is accepted before or after the verb; after the verb it wins. SUPPRESS keeps a
+    # verb's unset option from overwriting one given before the verb.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     parser = argparse.ArgumentParser(prog="shopbot", description="Discord shop bot with Stripe.")
-    parser.add_argument("--config", help="config file (default $SHOPBOT_CONFIG or ./config.toml)")
+    parser.add_argument("--config", help=config_help)
     verbs = parser.add_subparsers(dest="verb", required=True)
-    verbs.add_parser("run", help="run the bot")
-    verbs.add_parser("check", help="validate config and reach Discord and Stripe")
-    verbs.add_parser("migrate", help="apply database migrations")
-    backup = verbs.add_parser("backup", help="online copy of the database to PATH")
+
+    def verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=help_text, parents=[common])
+
+    verb("run", "run the bot")
+    verb("check", "validate config and reach Discord and Stripe")
+    verb("migrate", "apply database migrations")
+    backup = verb("backup", "online copy of the database to PATH")
     backup.add_argument("path")
-    export = verbs.add_parser("export", help="export data")
+    export = verb("export", "export data")
     export.add_argument("what", choices=["orders"])
     export.add_argument("--format", choices=["csv", "json"], default="csv")
-    events = verbs.add_parser("events", help="Stripe events")
+    events = verb("events", "Stripe events")
     events.add_argument("action", choices=["replay"])
     events.add_argument("--since", required=True, help="ISO 8601, e.g. 2026-11-01T00:00:00Z")
     return parser
