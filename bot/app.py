@@ -97,6 +97,8 @@ class ShopBot(commands.Bot):
 
     async def close(self) -> None:
         """Reverse order: workers and cogs, then Discord, then the web server, then the DB."""
+        if hasattr(self, "worker"):  # setup_hook ran: let deliveries in flight finish first
+            await self.worker.finish_in_flight()
         await self.background.close()
         for extension in list(self.extensions):
             await self.unload_extension(extension)

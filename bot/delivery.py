@@ -64,6 +64,7 @@ class DeliveryWorker:
         self._on_outcome = on_outcome or (lambda kind, outcome: None)
         self._wake = asyncio.Event()
         self._guild_tasks: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
         self._tasks = TaskGroup()
         self._handlers: dict[str, Callable[[Job], Awaitable[object]]] = {
             "grant_role": self._grant_role,
@@ -76,6 +77,14 @@ class DeliveryWorker:
             "deliver_license": self._deliver_license,
             "notice": self._notice,
         }
+
+    async def finish_in_flight(self, grace: float = 5.0) -> None:
+        """Shutdown: take no new job, and give the running ones up to `grace` seconds to
+        finish, so a stop between Discord's answer and the job's record is rare (a crash is
+        still covered: jobs left `running` are requeued at the next start)."""
+        self._stopping = True
+        if self._guild_tasks:
+            await asyncio.wait(list(self._guild_tasks.values()), timeout=grace)
 
     def wake(self) -> None:
         """New work was queued: look now rather than at the next timer."""
@@ -101,7 +110,7 @@ class DeliveryWorker:
                     due = await tx.jobs.due_guilds()
                     next_at = await tx.jobs.next_due_at()
                 for guild_id in due:
-                    if guild_id not in self._guild_tasks:
+                    if guild_id not in self._guild_tasks and not self._stopping:
                         self._guild_tasks[guild_id] = self._tasks.start(
                             self._drain_guild(guild_id), name=f"delivery-{guild_id}"
                         )
@@ -121,6 +130,8 @@ class DeliveryWorker:
                 if not jobs:
                     return
                 for job in jobs:
+                    if self._stopping:
+                        return
                     try:
                         await self.execute(job)
                     except Exception:
