@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +23,7 @@ from bot.models import (
 )
 from bot.money import format_price, normalize_currency, parse_price
 from bot.payments import CheckoutRequest, PaymentGateway
-from bot.store import Store, Tx
+from bot.store import Duplicate, Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +150,7 @@ class ShopService:
                     currency=currency,
                     role_id=draft.role_id,
                 )
-        except sqlite3.IntegrityError:
+        except Duplicate:
             raise Conflict(f"A product named **{name}** already exists here.") from None
         return product
 
@@ -187,7 +186,7 @@ class ShopService:
                     product_id=product.id,
                     changes=updates,
                 )
-        except sqlite3.IntegrityError:
+        except Duplicate:
             raise Conflict(f"A product named **{updates.get('name')}** already exists.") from None
         return product
 

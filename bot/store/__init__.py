@@ -9,6 +9,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.clock import Clock
+from bot.store.base import Duplicate
 from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
@@ -18,7 +19,7 @@ from bot.store.roles import RoleRepo
 from bot.store.stats import StatsRepo
 from bot.store.subscriptions import SubscriptionRepo
 
-__all__ = ["DatabaseTooNew", "Store", "Tx"]
+__all__ = ["DatabaseTooNew", "Duplicate", "Store", "Tx"]
 
 
 class Tx:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from typing import Any
 
 import aiosqlite
 
 from bot.clock import iso
+
+
+class Duplicate(Exception):
+    """A unique constraint refused the write (a name or code already taken); nothing changed."""
 
 
 class Repo:
@@ -26,13 +31,22 @@ class Repo:
         return list(await self.conn.execute_fetchall(sql, params))
 
     async def _insert(self, sql: str, params: tuple[Any, ...]) -> int:
-        cursor = await self.conn.execute(sql, params)
+        """Run an INSERT; return the new row id. Raises Duplicate for a taken unique value."""
+        cursor = await self._write(sql, params)
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
     async def _changed(self, sql: str, params: tuple[Any, ...]) -> int:
-        """Run an UPDATE/DELETE; return how many rows it changed."""
-        return (await self.conn.execute(sql, params)).rowcount
+        """Run an UPDATE/DELETE; return how many rows it changed. Raises Duplicate."""
+        return (await self._write(sql, params)).rowcount
+
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> aiosqlite.Cursor:
+        try:
+            return await self.conn.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise Duplicate(str(exc)) from None
+            raise
 
 
 def opt_iso(moment: datetime | None) -> str | None:

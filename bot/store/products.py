@@ -15,7 +15,7 @@ class ProductRepo(Repo):
     """Catalog per guild. Names are unique (case-insensitively) among live products."""
 
     async def add(self, **values: Any) -> Product:
-        """Insert a product; raises sqlite3.IntegrityError on a duplicate live name."""
+        """Insert a product; raises Duplicate on a duplicate live name."""
         values = {**values, "name_key": values["name"].casefold()}
         values.update(created_at=self.now_iso, updated_at=self.now_iso)
         columns = ", ".join(values)
@@ -49,7 +49,7 @@ class ProductRepo(Repo):
         return [Product.from_row(row) for row in rows]
 
     async def update(self, product_id: int, **changes: Any) -> Product:
-        """Change editable fields; raises sqlite3.IntegrityError on a duplicate name."""
+        """Change editable fields; raises Duplicate on a duplicate name."""
         unknown = set(changes) - _EDITABLE
         if unknown:
             raise ValueError(f"not editable: {sorted(unknown)}")
@@ -57,7 +57,7 @@ class ProductRepo(Repo):
             changes["name_key"] = changes["name"].casefold()
         changes["updated_at"] = self.now_iso
         assignments = ", ".join(f"{column}=?" for column in changes)
-        await self.conn.execute(
+        await self._changed(
             f"UPDATE products SET {assignments} WHERE id=?",  # noqa: S608 - fixed keys
             (*changes.values(), product_id),
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import FrozenClock
-from bot.store import DatabaseTooNew, Store
+from bot.store import DatabaseTooNew, Duplicate, Store
 
 
 async def open_store(path: Path) -> Store:
@@ -86,7 +86,7 @@ async def test_duplicate_live_name_rejected_but_archived_frees_it(tmp_path: Path
             product = await tx.products.add(
                 guild_id=1, name="Gold", price_amount=1, currency="usd", kind="one_time"
             )
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(Duplicate):
             async with store.transaction() as tx:
                 await tx.products.add(
                     guild_id=1, name="gold", price_amount=1, currency="usd", kind="one_time"
