@@ -1,33 +1,20 @@
-"""Ending, extending and restoring entitlements: stage jobs, role revocations and DM notices.
+"""Access: the "access ended" entry point, plus extending and restoring entitlements.
 
-Role revocation (SPEC §3): ending an entitlement queues one `revoke_role` job per role its
-product grants (when the stage is in the action's `revoke_on`), unless another active
-entitlement of the same member grants that role too. The job itself re-checks that and
-removes the role only if the role grant ledger says the bot gave it (bot/delivery.py).
+Ending an entitlement runs its stage's actions, takes back the roles that stage revokes
+(SPEC §3, the ledger rule in `Planner.revocations`) and tells the member; every effect is
+planned by bot/planning.py and happens once, whichever end arrived first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.messages import access_ended_text
-from bot.models import (
-    ActionType,
-    Entitlement,
-    EntitlementStatus,
-    Order,
-    Stage,
-)
+from bot.models import Entitlement, EntitlementStatus, Order, Stage
+from bot.planning import Keys, Planner
 from bot.store import Tx
-
-if TYPE_CHECKING:
-    from bot.fulfilment import Fulfilment
-
-#: Payload stages of jobs that deliver access (on purchase, on rejoin); ending access cancels them.
-PURCHASE_STAGES = (Stage.ON_PURCHASE.value, "rejoin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +48,9 @@ def rank(entitlement: Entitlement) -> int:
 class Access:
     """Changes to one entitlement inside the caller's transaction; every effect is deduped."""
 
-    def __init__(self, settings: Settings, fulfilment: Fulfilment) -> None:
+    def __init__(self, settings: Settings, planner: Planner) -> None:
         self.settings = settings
-        self.fulfilment = fulfilment
+        self.planner = planner
 
     @property
     def grace(self) -> timedelta:
@@ -92,23 +79,24 @@ class Access:
             assert current is not None
         if current.status == EntitlementStatus.ACTIVE:
             return False
-        await tx.jobs.cancel_pending_of_entitlement(
-            current.id,
-            stages=PURCHASE_STAGES,
-            kinds=ending.cancel_kinds,
-            reason=f"access ended ({current.end_reason}) before this was delivered",
+        planner = self.planner
+        await planner.cancel_deliveries(
+            tx,
+            current,
+            ending.cancel_kinds,
+            f"access ended ({current.end_reason}) before this was delivered",
         )
         product = await tx.products.get(current.product_id)
         assert product is not None
-        await self.fulfilment.queue_stage(
+        await planner.stage(
             tx, order, product, current.user_id, current.id, ending.stage, cycle=current.cycle
         )
-        await self._queue_revokes(tx, current, ending.stage)
+        await planner.revocations(tx, current, ending.stage)
         if ending.notify:
             await self.notify(
                 tx,
                 current,
-                key=f"notice:entitlement:{current.id}:c{current.cycle}:ended",
+                key=Keys.notice(f"entitlement:{current.id}", "ended", current.cycle),
                 text=access_ended_text(product.name, ending.reason),
             )
         if changed:
@@ -147,21 +135,7 @@ class Access:
             return
         restored = await tx.entitlements.get(current.id)
         assert restored is not None
-        expires = tx.now + timedelta(hours=self.settings.shop.claim_expiry_hours)
-        for action in await tx.products.actions(restored.product_id, Stage.ON_PURCHASE):
-            if action.type != ActionType.GRANT_ROLE:
-                continue
-            await tx.jobs.enqueue(
-                guild_id=restored.guild_id,
-                user_id=restored.user_id,
-                kind=ActionType.GRANT_ROLE,
-                order_id=restored.order_id,
-                entitlement_id=restored.id,
-                action_id=action.id,
-                dedupe_key=f"entitlement:{restored.id}:c{restored.cycle}:grant:action:{action.id}",
-                payload={"role_id": action.role_id, "stage": Stage.ON_PURCHASE.value},
-                expires_at=expires,
-            )
+        await self.planner.restore(tx, restored)
         await tx.audit.add(
             "entitlement.restore",
             guild_id=restored.guild_id,
@@ -173,44 +147,6 @@ class Access:
 
     async def notify(self, tx: Tx, entitlement: Entitlement, *, key: str, text: str) -> None:
         """Queue a DM notice to the entitlement's member, once per `key`."""
-        await self.notify_user(
+        await self.planner.notice(
             tx, entitlement.guild_id, entitlement.user_id, entitlement.order_id, key=key, text=text
         )
-
-    async def notify_user(
-        self, tx: Tx, guild_id: int, user_id: int, order_id: int | None, *, key: str, text: str
-    ) -> None:
-        """Queue a DM notice (job kind `notice`), once per `key`."""
-        await tx.jobs.enqueue(
-            guild_id=guild_id,
-            user_id=user_id,
-            kind="notice",
-            order_id=order_id,
-            dedupe_key=key,
-            payload={"text": text},
-            expires_at=tx.now + timedelta(hours=self.settings.shop.claim_expiry_hours),
-        )
-
-    async def _queue_revokes(self, tx: Tx, entitlement: Entitlement, stage: str) -> None:
-        """One revoke_role job per role of the product that this stage takes back."""
-        for action in await tx.products.grant_role_actions(entitlement.product_id):
-            role_id = action.role_id
-            if action.stage != Stage.ON_PURCHASE or role_id is None:
-                continue
-            if stage not in action.revoke_stages:
-                continue
-            holders = await tx.entitlements.active_holders_of_role(
-                entitlement.guild_id, entitlement.user_id, role_id
-            )
-            if holders:
-                continue  # still paid for through another product: keep it
-            await tx.jobs.enqueue(
-                guild_id=entitlement.guild_id,
-                user_id=entitlement.user_id,
-                kind="revoke_role",
-                order_id=entitlement.order_id,
-                entitlement_id=entitlement.id,
-                action_id=action.id,
-                dedupe_key=f"revoke:entitlement:{entitlement.id}:c{entitlement.cycle}:role:{role_id}",
-                payload={"role_id": role_id},
-            )

@@ -9,6 +9,7 @@ from bot.config import Settings
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Entitlement, EntitlementStatus, OrderStatus, Stage
 from bot.payments import PaymentGateway
+from bot.planning import Keys, Planner
 from bot.shop import ShopService
 from bot.store import Store
 
@@ -25,12 +26,14 @@ class AdminOps:
         payments: PaymentGateway,
         shop: ShopService,
         access: Access,
+        planner: Planner,
         settings: Settings,
     ) -> None:
         self.store = store
         self.payments = payments
         self.shop = shop
         self.access = access
+        self.planner = planner
         self.settings = settings
 
     async def grant(
@@ -49,14 +52,12 @@ class AdminOps:
                 order_id=None,
                 ends_at=ends_at,
             )
-            await self.access.fulfilment.queue_stage(
-                tx, None, product, user_id, entitlement.id, Stage.ON_PURCHASE
-            )
+            await self.planner.stage(tx, None, product, user_id, entitlement.id, Stage.ON_PURCHASE)
             until = f" until {ends_at:%Y-%m-%d}" if ends_at else ""
             await self.access.notify(
                 tx,
                 entitlement,
-                key=f"notice:entitlement:{entitlement.id}:granted",
+                key=Keys.notice(f"entitlement:{entitlement.id}", "granted"),
                 text=f"You have been given **{product.name}**{until} by the server's admins.",
             )
             await tx.audit.add(

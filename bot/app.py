@@ -27,7 +27,7 @@ from bot.web import Metrics, WebDeps, make_app
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.errors", "cogs.buyer", "cogs.admin", "cogs.members")
+EXTENSIONS = ("cogs.errors", "cogs.buyer", "cogs.admin", "cogs.gateway")
 
 
 class StartupError(Exception):
@@ -76,7 +76,7 @@ class ShopBot(commands.Bot):
             on_job_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
         )
         self.services = services
-        self.fulfilment, self.shop = services.fulfilment, services.shop
+        self.shop = services.shop
         self.members_service, self.reconciler = services.members, services.reconciler
         self.worker, self.inbox = services.worker, services.inbox
         self.actions, self.reports = services.actions, services.reports
@@ -92,7 +92,7 @@ class ShopBot(commands.Bot):
         self.background.start(self.worker.run(), name="delivery")
         self.background.start(self._reconcile_periodically(), name="reconcile")
         self.background.start(
-            run_expiry(self.store, self.fulfilment.lifecycle, self.worker.wake), name="expiry"
+            run_expiry(self.store, services.domain.lifecycle, self.worker.wake), name="expiry"
         )
 
     async def close(self) -> None:

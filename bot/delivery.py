@@ -18,10 +18,10 @@ from typing import Protocol
 
 from bot.clock import Clock
 from bot.errors import MemberMissing, PermanentFailure, TransientFailure
-from bot.fulfilment import queue_receipt
 from bot.messages import receipt_text
-from bot.models import EntitlementStatus, Job, JobStatus, Stage
-from bot.store import Store, Tx
+from bot.models import EntitlementStatus, Job, JobStatus
+from bot.planning import Planner
+from bot.store import Store
 from bot.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class DeliveryWorker:
         store: Store,
         discord: DiscordActions,
         clock: Clock,
+        planner: Planner,
         *,
         base_delay: float = 2.0,
         max_delay: float = 900.0,
@@ -59,6 +60,7 @@ class DeliveryWorker:
         self.store = store
         self.discord = discord
         self.clock = clock
+        self.planner = planner
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._on_outcome = on_outcome or (lambda kind, outcome: None)
@@ -206,23 +208,11 @@ class DeliveryWorker:
                     order_id=job.order_id,
                     error=error,
                 )
-                await self._maybe_queue_receipt(tx, job)
+                await self.planner.after_job(tx, job)
         if outcome != "completed":
             log.info("job %s (%s) %s: %s", job.id, job.kind, outcome, error)
         self._on_outcome(job.kind, outcome)
         return outcome
-
-    async def _maybe_queue_receipt(self, tx: Tx, job: Job) -> None:
-        """When the last on_purchase job of an order ends, the buyer's receipt follows."""
-        if job.order_id is None or job.payload.get("stage") != Stage.ON_PURCHASE:
-            return
-        statuses = (JobStatus.PENDING, JobStatus.RUNNING)
-        open_jobs = await tx.jobs.of_member(job.guild_id, job.user_id, statuses)
-        if any(other.order_id == job.order_id and other.kind != "receipt" for other in open_jobs):
-            return
-        order = await tx.orders.get(job.order_id)
-        if order is not None:
-            await queue_receipt(tx, order)
 
     def _backoff(self, job: Job, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -31,6 +31,10 @@ class PaymentError(ShopError):
     """Stripe refused or could not be reached; nothing was half-done."""
 
 
+class EventRejected(Exception):
+    """The Stripe event is authentic but cannot be applied (no order of ours, a mismatch)."""
+
+
 class ConfigError(Exception):
     """Configuration is missing or invalid; the message names the key."""
 

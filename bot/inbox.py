@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from bot.fulfilment import EventRejected, Fulfilment
+from bot.billing import Dispatcher, EventRejected
 from bot.payments import PaymentGateway
 from bot.store import Store, Tx
 
@@ -22,11 +22,11 @@ class Inbox:
     """`receive` stores (the webhook's 200 follows); `run` applies stored events in order."""
 
     def __init__(
-        self, store: Store, payments: PaymentGateway, fulfilment: Fulfilment, on_jobs_queued: Any
+        self, store: Store, payments: PaymentGateway, dispatcher: Dispatcher, on_jobs_queued: Any
     ) -> None:
         self.store = store
         self.payments = payments
-        self.fulfilment = fulfilment
+        self.dispatcher = dispatcher
         self._on_jobs_queued = on_jobs_queued
         self._wake = asyncio.Event()
         self._flush = asyncio.Event()
@@ -117,7 +117,7 @@ class Inbox:
                     async with tx.savepoint():
                         current = await tx.events.get(event_id)
                         if current is not None and current.status == "received":
-                            status, order_id = await self.fulfilment.apply(tx, event)
+                            status, order_id = await self.dispatcher.apply(tx, event)
                             await tx.events.mark(event_id, status, order_id=order_id)
                 except Exception as exc:
                     await self._mark_failed(tx, event_id, event, exc)

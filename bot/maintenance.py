@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
 from bot.payments import StripeGateway
+from bot.services import build_domain
 from bot.store import Store
 
 EXPORT_COLUMNS = (
@@ -55,7 +55,7 @@ async def replay_events(store: Store, settings: Settings, since: datetime) -> tu
         settings.stripe.webhook_secret.get_secret_value(),
         settings.stripe.api_base,
     )
-    inbox = Inbox(store, gateway, Fulfilment(settings), lambda: None)
+    inbox = Inbox(store, gateway, build_domain(settings).dispatcher, lambda: None)
     fetched = fresh = 0
     params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": 100}
     try:

@@ -1,4 +1,4 @@
-"""MemberService: what a member owns, /claim, and re-granting access when members (re)join."""
+"""Membership: what a member owns, /claim, and access coming back when a member (re)joins."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import logging
 
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.fulfilment import Fulfilment
-from bot.models import EntitlementStatus, JobStatus, OrderStatus, Stage
+from bot.models import JobStatus, OrderStatus
+from bot.planning import Planner
 from bot.shop import CLAIM_ALPHABET, Purchases
 from bot.store import Store, Tx
 
@@ -24,9 +25,10 @@ def normalize_code(text: str) -> str:
 class MemberService:
     """Member-facing reads and the join/claim paths; imports nothing from discord."""
 
-    def __init__(self, store: Store, fulfilment: Fulfilment) -> None:
+    def __init__(self, store: Store, fulfilment: Fulfilment, planner: Planner) -> None:
         self.store = store
         self.fulfilment = fulfilment
+        self.planner = planner
 
     async def purchases(self, guild_id: int, user_id: int) -> Purchases:
         async with self.store.reading() as tx:
@@ -49,7 +51,7 @@ class MemberService:
         if code is None:
             async with self.store.transaction() as tx:
                 woken = await tx.jobs.wake_member(guild_id, user_id)
-                regranted = await self._regrant(tx, guild_id, user_id)
+                regranted = await self.planner.regrants(tx, guild_id, user_id)
             if woken or regranted:
                 return "Delivering everything pending for you now; check `/purchases` in a moment."
             return "Nothing is waiting for you. `/purchases` lists what you own."
@@ -94,7 +96,7 @@ class MemberService:
 
     async def _welcome(self, tx: Tx, guild_id: int, user_id: int) -> int:
         woken = await tx.jobs.wake_member(guild_id, user_id)
-        regranted = await self._regrant(tx, guild_id, user_id)
+        regranted = await self.planner.regrants(tx, guild_id, user_id)
         if woken or regranted:
             await tx.audit.add(
                 "member.join",
@@ -104,30 +106,3 @@ class MemberService:
                 regranted=regranted,
             )
         return woken + regranted
-
-    async def _regrant(self, tx: Tx, guild_id: int, user_id: int) -> int:
-        """Queue grant_role for every active entitlement unless one is already queued.
-
-        Only active entitlements count, so access revoked by a refund, chargeback or ban
-        is never given back.
-        """
-        queued = await tx.jobs.of_member(guild_id, user_id, (JobStatus.PENDING, JobStatus.RUNNING))
-        busy = {(j.entitlement_id, j.payload.get("role_id")) for j in queued}
-        count = 0
-        for entitlement in await tx.entitlements.active_of_member(guild_id, user_id):
-            if entitlement.status != EntitlementStatus.ACTIVE:
-                continue
-            for action in await tx.products.actions(entitlement.product_id, Stage.ON_PURCHASE):
-                if action.type != "grant_role" or (entitlement.id, action.role_id) in busy:
-                    continue
-                await tx.jobs.enqueue(
-                    guild_id=guild_id,
-                    user_id=user_id,
-                    kind="grant_role",
-                    order_id=entitlement.order_id,
-                    entitlement_id=entitlement.id,
-                    action_id=action.id,
-                    payload={"role_id": action.role_id, "stage": "rejoin"},
-                )
-                count += 1
-        return count

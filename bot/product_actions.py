@@ -1,4 +1,4 @@
-"""ActionService: what happens for a product at each stage, and its license keys."""
+"""Product actions: what a product does at each stage (ActionService), and its license keys."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
 from bot.clock import iso
+from bot.planning import Planner
 from bot.store import Store
 from bot.store.roles import WantedRole
 
@@ -34,8 +35,9 @@ class ReconcileReport:
 class Reconciler:
     """Plans from the database, compares with the member list, queues the fixes."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, planner: Planner) -> None:
         self.store = store
+        self.planner = planner
 
     async def reconcile(
         self, guild_id: int, members: AsyncIterable[tuple[int, frozenset[int]]]
@@ -64,28 +66,13 @@ class Reconciler:
                     continue
                 if (item.user_id, item.role_id) in fresh:
                     continue
-                await tx.jobs.enqueue(
-                    guild_id=guild_id,
-                    user_id=item.user_id,
-                    kind="grant_role",
-                    order_id=item.order_id,
-                    entitlement_id=item.entitlement_id,
-                    action_id=item.action_id,
-                    payload={"role_id": item.role_id, "stage": "reconcile"},
-                )
-                granted += 1
+                granted += await self.planner.reconcile_grant(tx, guild_id, item)
             for user_id, role_id in revokes:
                 if (user_id, role_id, "revoke_role") in queued:
                     continue
                 if (user_id, role_id) not in still_stale:
                     continue
-                await tx.jobs.enqueue(
-                    guild_id=guild_id,
-                    user_id=user_id,
-                    kind="revoke_role",
-                    payload={"role_id": role_id, "stage": "reconcile"},
-                )
-                revoked += 1
+                revoked += await self.planner.reconcile_revoke(tx, guild_id, user_id, role_id)
             if granted or revoked:
                 await tx.audit.add(
                     "reconcile",

@@ -1,31 +1,63 @@
 """Composition: `build_services` wires every service from settings, store, payments, clock
-and the Discord port. The bot (bot/app.py) and the unit tests both call it."""
+and the Discord port. The bot (bot/app.py), the CLI (bot/maintenance.py) and the unit tests
+call it; nothing else constructs services."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.actions import ActionService
+from bot.access import Access
 from bot.admin_ops import AdminOps
 from bot.admin_reports import AdminReports
+from bot.billing import Dispatcher
+from bot.billing.checkout import CheckoutEvents
+from bot.billing.refunds import RefundEvents
+from bot.billing.subscriptions import SubscriptionEvents
 from bot.clock import Clock
 from bot.config import Settings
 from bot.delivery import DeliveryWorker, DiscordActions
 from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
-from bot.members import MemberService
+from bot.lifecycle import Lifecycle
+from bot.membership import MemberService
 from bot.payments import PaymentGateway
+from bot.planning import Planner
+from bot.product_actions import ActionService
 from bot.reconcile import Reconciler
 from bot.shop import ShopService
 from bot.store import Store
 
 
 @dataclass(frozen=True, slots=True)
+class Domain:
+    """The rules, without I/O: planner → access → lifecycle → fulfilment → dispatcher."""
+
+    planner: Planner
+    access: Access
+    lifecycle: Lifecycle
+    fulfilment: Fulfilment
+    dispatcher: Dispatcher
+
+
+def build_domain(settings: Settings) -> Domain:
+    planner = Planner(settings)
+    access = Access(settings, planner)
+    lifecycle = Lifecycle(access, planner)
+    fulfilment = Fulfilment(lifecycle, planner)
+    dispatcher = Dispatcher(
+        CheckoutEvents(fulfilment),
+        SubscriptionEvents(lifecycle, planner),
+        RefundEvents(lifecycle),
+    )
+    return Domain(planner, access, lifecycle, fulfilment, dispatcher)
+
+
+@dataclass(frozen=True, slots=True)
 class Services:
     """Every service of one process; cogs and the web server reach data only through these."""
 
-    fulfilment: Fulfilment
+    domain: Domain
     shop: ShopService
     members: MemberService
     reconciler: Reconciler
@@ -46,18 +78,18 @@ def build_services(
     on_job_outcome: Callable[[str, str], None] | None = None,
 ) -> Services:
     """Build the services; the worker is woken whenever a committed transaction made jobs due."""
-    fulfilment = Fulfilment(settings)
+    domain = build_domain(settings)
     shop = ShopService(store, payments, settings, clock)
-    worker = DeliveryWorker(store, discord, clock, on_outcome=on_job_outcome)
+    worker = DeliveryWorker(store, discord, clock, domain.planner, on_outcome=on_job_outcome)
     store.on_jobs_due = worker.wake
     return Services(
-        fulfilment=fulfilment,
+        domain=domain,
         shop=shop,
-        members=MemberService(store, fulfilment),
-        reconciler=Reconciler(store),
+        members=MemberService(store, domain.fulfilment, domain.planner),
+        reconciler=Reconciler(store, domain.planner),
         worker=worker,
-        inbox=Inbox(store, payments, fulfilment, worker.wake),
+        inbox=Inbox(store, payments, domain.dispatcher, worker.wake),
         actions=ActionService(store, shop),
         reports=AdminReports(store),
-        admin_ops=AdminOps(store, payments, shop, fulfilment.lifecycle.access, settings),
+        admin_ops=AdminOps(store, payments, shop, domain.access, domain.planner, settings),
     )

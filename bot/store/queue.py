@@ -25,18 +25,20 @@ class JobRepo(Repo):
         user_id: int,
         kind: str,
         dedupe_key: str | None = None,
+        open_key: str | None = None,
         order_id: int | None = None,
         entitlement_id: int | None = None,
         action_id: int | None = None,
         payload: dict[str, Any] | None = None,
         expires_at: datetime | None = None,
     ) -> int | None:
-        """Queue a job due now. Returns its id, or None if `dedupe_key` was already queued."""
+        """Queue a job due now. Returns its id, or None when the unique indexes refuse it:
+        `dedupe_key` was queued before, or a job with `open_key` is pending or running."""
         cursor = await self.conn.execute(
             "INSERT INTO delivery_jobs (guild_id, user_id, kind, order_id, entitlement_id,"
-            " action_id, payload, dedupe_key, status, next_attempt_at, expires_at, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
-            " ON CONFLICT (dedupe_key) DO NOTHING",
+            " action_id, payload, dedupe_key, open_key, status, next_attempt_at, expires_at,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 guild_id,
                 user_id,
@@ -46,6 +48,7 @@ class JobRepo(Repo):
                 action_id,
                 json.dumps(payload or {}),
                 dedupe_key,
+                open_key,
                 self.now_iso,
                 opt_iso(expires_at),
                 self.now_iso,
@@ -178,12 +181,16 @@ class JobRepo(Repo):
         return [Job.from_row(row) for row in rows]
 
     async def retry(self, job_id: int) -> bool:
-        """failed/expired → pending, due now (an admin fixed the cause)."""
+        """failed/expired → pending, due now (an admin fixed the cause).
+
+        Not when the same repair is already open again (its `open_key` is taken)."""
         changed = bool(
             await self._changed(
                 "UPDATE delivery_jobs SET status='pending', waiting_for_member=0,"
                 " next_attempt_at=?, expires_at=NULL, updated_at=?"
-                " WHERE id=? AND status IN ('failed', 'expired')",
+                " WHERE id=? AND status IN ('failed', 'expired') AND (open_key IS NULL OR"
+                " NOT EXISTS (SELECT 1 FROM delivery_jobs AS o WHERE o.open_key ="
+                " delivery_jobs.open_key AND o.status IN ('pending', 'running')))",
                 (self.now_iso, self.now_iso, job_id),
             )
         )

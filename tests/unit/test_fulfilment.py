@@ -2,85 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from bot.clock import SystemClock
-from bot.config import Settings
 from bot.errors import Conflict, NotFound
-from bot.fulfilment import Fulfilment
-from bot.inbox import Inbox
-from bot.members import MemberService
-from bot.payments import StripeGateway
-from bot.shop import ProductDraft, ShopService
-from bot.store import Store
-from tests.fakes.stripe import FakeStripe
-
-GUILD, ADMIN, BUYER, OTHER = 100, 1, 2, 3
-SECRET = "whsec_unit"
-
-
-@dataclass
-class World:
-    store: Store
-    shop: ShopService
-    members: MemberService
-    inbox: Inbox
-    stripe: FakeStripe
-    woken: list[int]
-
-    async def deliver(self, event: dict[str, Any]) -> bool:
-        payload = json.dumps(event).encode()
-        stored = await self.inbox.receive(event, payload)
-        async with self.store.reading() as tx:
-            pending = await tx.events.unprocessed()
-        for item in pending:
-            await self.inbox.process(item.id, item.payload)
-        return stored
-
-    def rows(self, sql: str) -> list[Any]:
-        import sqlite3
-
-        with sqlite3.connect(self.store.db.path) as conn:
-            return list(conn.execute(sql))
-
-
-@pytest_asyncio.fixture
-async def world(tmp_path: Path, fake_stripe: FakeStripe) -> AsyncIterator[World]:
-    settings = Settings(
-        discord={"token": "t"},
-        stripe={
-            "secret_key": fake_stripe.secret_key,
-            "webhook_secret": SECRET,
-            "api_base": fake_stripe.api_base,
-        },
-        http={"public_url": "https://shop.test"},
-        database={"path": tmp_path / "shop.db"},
-    )
-    store = Store(settings.database.path, SystemClock())
-    await store.open()
-    payments = StripeGateway(fake_stripe.secret_key, SECRET, fake_stripe.api_base)
-    fulfilment = Fulfilment(settings)
-    woken: list[int] = []
-    inbox = Inbox(store, payments, fulfilment, lambda: woken.append(1))
-    try:
-        yield World(
-            store,
-            ShopService(store, payments, settings, SystemClock()),
-            MemberService(store, fulfilment),
-            inbox,
-            fake_stripe,
-            woken,
-        )
-    finally:
-        await payments.close()
-        await store.close()
+from bot.shop import ProductDraft
+from tests.unit.world import ADMIN, BUYER, GUILD, OTHER, World
 
 
 async def add_gold(world: World, **extra: Any) -> int:

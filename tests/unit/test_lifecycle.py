@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from bot.clock import iso
-from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
 from bot.lifecycle import run_expiry
+from bot.services import build_domain
 from bot.store import Store
 from tests.unit.world import (
     BUYER,
@@ -261,7 +261,8 @@ def snapshot(path: Path) -> dict[str, list[Any]]:
         # Payment-failure notices describe the moment (see bot/lifecycle.py), so they are left out.
         "jobs": "SELECT j.kind, j.user_id, j.order_id, e.order_id, j.action_id, j.dedupe_key,"
         " j.status, j.payload FROM delivery_jobs j LEFT JOIN entitlements e"
-        " ON e.id = j.entitlement_id WHERE COALESCE(j.dedupe_key, '') NOT LIKE 'notice:invoice:%'",
+        " ON e.id = j.entitlement_id"
+        " WHERE COALESCE(j.dedupe_key, '') NOT LIKE 'invoice:%:notice:%'",
         "subscriptions": "SELECT stripe_subscription_id, status, cancel_at_period_end,"
         " current_period_end, paid_through, ended_at, last_event_created"
         " FROM subscriptions ORDER BY 1",  # last_event_id: the test's copies get new ids
@@ -323,8 +324,8 @@ async def test_events_in_reverse_order_and_twice_end_in_the_same_state(
 
     store = Store(before, world.clock)
     await store.open()
-    fulfilment = Fulfilment(make_settings(fake, before))
-    inbox = Inbox(store, world.inbox.payments, fulfilment, lambda: None)
+    dispatcher = build_domain(make_settings(fake, before)).dispatcher
+    inbox = Inbox(store, world.inbox.payments, dispatcher, lambda: None)
     try:
         for event in reversed(events):
             await world.deliver(event, inbox)

@@ -18,12 +18,14 @@ import pytest_asyncio
 from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.delivery import DeliveryWorker
-from bot.errors import MemberMissing
-from bot.fulfilment import Fulfilment
+from bot.errors import MemberMissing, PermanentFailure
 from bot.inbox import Inbox
+from bot.lifecycle import Lifecycle
+from bot.membership import MemberService
 from bot.models import Order
 from bot.payments import StripeGateway
-from bot.services import build_services
+from bot.planning import Planner
+from bot.services import Domain, Services, build_services
 from bot.shop import ProductDraft, ShopService
 from bot.store import Store
 from tests.fakes.stripe import FakeClock, FakeStripe
@@ -41,11 +43,16 @@ class RecordingDiscord:
         self.calls: list[tuple[str, int, int]] = []
         self.dms: list[tuple[int, str]] = []
         self.absent: set[int] = set()
+        self.refuse: set[int] = set()  # role changes for these members: Missing Permissions
 
     async def wait_ready(self) -> None:
         return None
 
     async def add_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None:
+        if user_id in self.absent:
+            raise MemberMissing("Unknown Member")
+        if user_id in self.refuse:
+            raise PermanentFailure("Missing Permissions")
         self.calls.append(("add", user_id, role_id))
         self.roles[user_id].add(role_id)
 
@@ -57,6 +64,8 @@ class RecordingDiscord:
     async def remove_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None:
         if user_id in self.absent:
             raise MemberMissing("Unknown Member")
+        if user_id in self.refuse:
+            raise PermanentFailure("Missing Permissions")
         self.calls.append(("remove", user_id, role_id))
         self.roles[user_id].discard(role_id)
 
@@ -81,7 +90,9 @@ class World:
     settings: Settings
     store: Store
     shop: ShopService
-    fulfilment: Fulfilment
+    services: Services
+    domain: Domain
+    members: MemberService
     inbox: Inbox
     stripe: FakeStripe
     worker: DeliveryWorker
@@ -91,21 +102,27 @@ class World:
     delivered: set[str] = field(default_factory=set)
 
     @property
-    def lifecycle(self) -> Any:
-        return self.fulfilment.lifecycle
+    def planner(self) -> Planner:
+        return self.domain.planner
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.domain.lifecycle
 
     def advance(self, **kwargs: float) -> None:
         """Move our clock and Stripe's together."""
         self.clock.advance(**kwargs)
         self.stripe_clock.advance(int(timedelta(**kwargs).total_seconds()))
 
-    async def deliver(self, event: dict[str, Any], inbox: Inbox | None = None) -> None:
+    async def deliver(self, event: dict[str, Any], inbox: Inbox | None = None) -> bool:
+        """Receive and process one event as the webhook would; whether it was new."""
         inbox = inbox or self.inbox
-        await inbox.receive(event, json.dumps(event).encode())
+        stored = await inbox.receive(event, json.dumps(event).encode())
         async with inbox.store.reading() as tx:
             pending = await tx.events.unprocessed()
         for item in pending:
             await inbox.process(item.id, item.payload)
+        return stored
 
     async def flush(self) -> None:
         """Deliver every event the fake Stripe created since the last flush, in order."""
@@ -166,7 +183,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             settings=settings,
             store=store,
             shop=services.shop,
-            fulfilment=services.fulfilment,
+            services=services,
+            domain=services.domain,
+            members=services.members,
             inbox=services.inbox,
             stripe=fake,
             worker=services.worker,

@@ -1,0 +1,279 @@
+"""Planner: the one place that decides which delivery jobs must exist, and names them.
+
+Every job is queued here (stage actions, receipts, notices, role revocations under the
+ledger rule, restores after a lapse, rejoin re-grants, reconciliation fixes, admin grants),
+so "what will the bot do for this order?" has one answer. Two keys keep effects single,
+both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
+
+- `dedupe_key` — an effect that happens at most once, ever:
+      key     = subject ":" effect [":c" cycle]         (cycle only when > 0)
+      subject = "order:" id | "entitlement:" id | "invoice:" stripe_id
+      effect  = stage ":action:" action_id              a product action of a stage
+              | "receipt"                               the buyer's DM receipt
+              | "revoke:role:" role_id                  taking a role back
+              | "restore:action:" action_id             re-granting after a lapse
+              | "notice:" topic                         a DM notice (ended, granted, …)
+  A stage's jobs are owned by the order (or, for access given by hand, the entitlement).
+  `cycle` counts restores after a lapse, so a new access period gets fresh keys.
+- `open_key` — at most one such job pending or running at a time (repairs may repeat):
+      "entitlement:" id ":role:" role_id ":grant" | ":revoke"
+      "member:" guild_id ":" user_id ":role:" role_id ":revoke"   (reconcile, no entitlement)
+
+Callers pass the facts; the planner never commits: it writes into the caller's transaction,
+and the store wakes the worker when that transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from bot.config import Settings
+from bot.models import ActionType, Entitlement, Job, JobStatus, Order, Product, Stage
+from bot.store import Tx
+from bot.store.roles import WantedRole
+
+#: Payload stages of jobs that deliver access (on purchase, on rejoin); ending access cancels them.
+PURCHASE_STAGES = (Stage.ON_PURCHASE.value, "rejoin", "reconcile", "restore")
+
+
+def _cycle(cycle: int) -> str:
+    return f":c{cycle}" if cycle else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key grammar above, as functions (the only code that spells a key)."""
+
+    @staticmethod
+    def stage_action(owner: str, stage: str, action_id: int, cycle: int = 0) -> str:
+        return f"{owner}:{stage}:action:{action_id}{_cycle(cycle)}"
+
+    @staticmethod
+    def receipt(order_id: int) -> str:
+        return f"order:{order_id}:receipt"
+
+    @staticmethod
+    def revoke(entitlement: Entitlement, role_id: int) -> str:
+        return f"entitlement:{entitlement.id}:revoke:role:{role_id}{_cycle(entitlement.cycle)}"
+
+    @staticmethod
+    def restore(entitlement: Entitlement, action_id: int) -> str:
+        return f"entitlement:{entitlement.id}:restore:action:{action_id}{_cycle(entitlement.cycle)}"
+
+    @staticmethod
+    def notice(subject: str, topic: str, cycle: int = 0) -> str:
+        return f"{subject}:notice:{topic}{_cycle(cycle)}"
+
+    @staticmethod
+    def open_role(entitlement_id: int, role_id: int, kind: str) -> str:
+        return f"entitlement:{entitlement_id}:role:{role_id}:{kind.removesuffix('_role')}"
+
+    @staticmethod
+    def open_member_role(guild_id: int, user_id: int, role_id: int, kind: str) -> str:
+        return f"member:{guild_id}:{user_id}:role:{role_id}:{kind.removesuffix('_role')}"
+
+
+class Planner:
+    """Queues jobs inside the caller's transaction; returns how many were new."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def _claim_deadline(self) -> timedelta:
+        return timedelta(hours=self.settings.shop.claim_expiry_hours)
+
+    async def stage(
+        self,
+        tx: Tx,
+        order: Order | None,
+        product: Product,
+        user_id: int,
+        entitlement_id: int | None,
+        stage: str,
+        cycle: int = 0,
+    ) -> int:
+        """One job per live action of `stage`; the receipt follows when they are done.
+
+        Without an order (access given by hand) the jobs are keyed by the entitlement and
+        no receipt follows.
+        """
+        owner = f"order:{order.id}" if order else f"entitlement:{entitlement_id}"
+        actions = await tx.products.actions(product.id, stage)
+        queued = 0
+        for action in actions:
+            open_key = None
+            if action.type == ActionType.GRANT_ROLE and entitlement_id and action.role_id:
+                open_key = Keys.open_role(entitlement_id, action.role_id, ActionType.GRANT_ROLE)
+            queued += await self._enqueue(
+                tx,
+                guild_id=product.guild_id,
+                user_id=user_id,
+                kind=action.type,
+                order_id=order.id if order else None,
+                entitlement_id=entitlement_id,
+                action_id=action.id,
+                dedupe_key=Keys.stage_action(owner, stage, action.id, cycle),
+                open_key=open_key,
+                payload={
+                    "role_id": action.role_id,
+                    "channel_id": action.channel_id,
+                    "message": action.message,
+                    "stage": stage,
+                },
+                expires_at=tx.now + self._claim_deadline,
+            )
+        if stage == Stage.ON_PURCHASE and not actions and order is not None:
+            await self.receipt(tx, order)  # nothing to deliver first (else: `after_job`)
+        return queued
+
+    async def receipt(self, tx: Tx, order: Order) -> int:
+        """The buyer's DM receipt, once per order whoever asks."""
+        return await self._enqueue(
+            tx,
+            guild_id=order.guild_id,
+            user_id=order.buyer_id,
+            kind="receipt",
+            order_id=order.id,
+            dedupe_key=Keys.receipt(order.id),
+        )
+
+    async def after_job(self, tx: Tx, job: Job) -> int:
+        """A job ended: when it was an order's last open on_purchase job, queue the receipt."""
+        if job.order_id is None or job.payload.get("stage") != Stage.ON_PURCHASE:
+            return 0
+        statuses = (JobStatus.PENDING, JobStatus.RUNNING)
+        open_jobs = await tx.jobs.of_member(job.guild_id, job.user_id, statuses)
+        if any(other.order_id == job.order_id and other.kind != "receipt" for other in open_jobs):
+            return 0
+        order = await tx.orders.get(job.order_id)
+        return 0 if order is None else await self.receipt(tx, order)
+
+    async def notice(
+        self, tx: Tx, guild_id: int, user_id: int, order_id: int | None, *, key: str, text: str
+    ) -> int:
+        """A DM notice (job kind `notice`), once per `key` (see `Keys.notice`)."""
+        return await self._enqueue(
+            tx,
+            guild_id=guild_id,
+            user_id=user_id,
+            kind="notice",
+            order_id=order_id,
+            dedupe_key=key,
+            payload={"text": text},
+            expires_at=tx.now + self._claim_deadline,
+        )
+
+    async def cancel_deliveries(
+        self, tx: Tx, entitlement: Entitlement, kinds: Any, why: str
+    ) -> int:
+        """Access ended: pending jobs that would still deliver it are canceled."""
+        return await tx.jobs.cancel_pending_of_entitlement(
+            entitlement.id, stages=PURCHASE_STAGES, kinds=kinds, reason=why
+        )
+
+    async def revocations(self, tx: Tx, entitlement: Entitlement, stage: str) -> int:
+        """One revoke_role per role of the product that `stage` takes back (SPEC §3).
+
+        A role still paid for through another active entitlement of the member is kept;
+        the job itself re-checks that and the grant ledger before removing anything.
+        """
+        queued = 0
+        for action in await tx.products.grant_role_actions(entitlement.product_id):
+            role_id = action.role_id
+            if action.stage != Stage.ON_PURCHASE or role_id is None:
+                continue
+            if stage not in action.revoke_stages:
+                continue
+            if await tx.entitlements.active_holders_of_role(
+                entitlement.guild_id, entitlement.user_id, role_id
+            ):
+                continue
+            queued += await self._enqueue(
+                tx,
+                guild_id=entitlement.guild_id,
+                user_id=entitlement.user_id,
+                kind="revoke_role",
+                order_id=entitlement.order_id,
+                entitlement_id=entitlement.id,
+                action_id=action.id,
+                dedupe_key=Keys.revoke(entitlement, role_id),
+                open_key=Keys.open_role(entitlement.id, role_id, "revoke_role"),
+                payload={"role_id": role_id},
+            )
+        return queued
+
+    async def restore(self, tx: Tx, entitlement: Entitlement) -> int:
+        """A lapsed subscription was paid after all: its roles again, once per cycle."""
+        queued = 0
+        for action in await tx.products.actions(entitlement.product_id, Stage.ON_PURCHASE):
+            if action.type != ActionType.GRANT_ROLE or action.role_id is None:
+                continue
+            queued += await self._enqueue(
+                tx,
+                guild_id=entitlement.guild_id,
+                user_id=entitlement.user_id,
+                kind=ActionType.GRANT_ROLE,
+                order_id=entitlement.order_id,
+                entitlement_id=entitlement.id,
+                action_id=action.id,
+                dedupe_key=Keys.restore(entitlement, action.id),
+                open_key=Keys.open_role(entitlement.id, action.role_id, ActionType.GRANT_ROLE),
+                payload={"role_id": action.role_id, "stage": "restore"},
+                expires_at=tx.now + self._claim_deadline,
+            )
+        return queued
+
+    async def regrants(self, tx: Tx, guild_id: int, user_id: int) -> int:
+        """The member is back: grant_role for every role of their active entitlements.
+
+        Only active entitlements count, so access revoked by a refund, chargeback or ban
+        is never given back; a grant already open for the same role is not repeated.
+        """
+        queued = 0
+        for entitlement in await tx.entitlements.active_of_member(guild_id, user_id):
+            for action in await tx.products.actions(entitlement.product_id, Stage.ON_PURCHASE):
+                if action.type != ActionType.GRANT_ROLE or action.role_id is None:
+                    continue
+                queued += await self._enqueue(
+                    tx,
+                    guild_id=guild_id,
+                    user_id=user_id,
+                    kind=ActionType.GRANT_ROLE,
+                    order_id=entitlement.order_id,
+                    entitlement_id=entitlement.id,
+                    action_id=action.id,
+                    open_key=Keys.open_role(entitlement.id, action.role_id, "grant_role"),
+                    payload={"role_id": action.role_id, "stage": "rejoin"},
+                )
+        return queued
+
+    async def reconcile_grant(self, tx: Tx, guild_id: int, item: WantedRole) -> int:
+        """Reconciliation found a wanted role missing."""
+        return await self._enqueue(
+            tx,
+            guild_id=guild_id,
+            user_id=item.user_id,
+            kind=ActionType.GRANT_ROLE,
+            order_id=item.order_id,
+            entitlement_id=item.entitlement_id,
+            action_id=item.action_id,
+            open_key=Keys.open_role(item.entitlement_id, item.role_id, "grant_role"),
+            payload={"role_id": item.role_id, "stage": "reconcile"},
+        )
+
+    async def reconcile_revoke(self, tx: Tx, guild_id: int, user_id: int, role_id: int) -> int:
+        """Reconciliation found a role the bot gave whose access has ended."""
+        return await self._enqueue(
+            tx,
+            guild_id=guild_id,
+            user_id=user_id,
+            kind="revoke_role",
+            open_key=Keys.open_member_role(guild_id, user_id, role_id, "revoke_role"),
+            payload={"role_id": role_id, "stage": "reconcile"},
+        )
+
+    async def _enqueue(self, tx: Tx, **job: Any) -> int:
+        return int(await tx.jobs.enqueue(**job) is not None)
