@@ -75,3 +75,51 @@ def test_store_imports_no_services() -> None:
                     path,
                     node.module,
                 )
+
+
+def bot_imports() -> dict[str, set[str]]:
+    """bot.* module → the bot.* modules it imports (a package counts as its __init__)."""
+    modules = {}
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            found |= {target for target in targets if target in modules and target != name}
+        graph[name] = found
+    return graph
+
+
+def test_no_import_cycle_and_no_type_checking_back_reference_in_bot() -> None:
+    """Services receive what they need (bot/services.py); none imports one that imports it."""
+    graph = bot_imports()
+    cycles = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        for target in sorted(graph[name]):
+            if target in trail:
+                cycles.append(" → ".join([*trail[trail.index(target) :], target]))
+            elif target not in done:
+                visit(target, [*trail, target])
+        done.add(name)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name])
+    packages = {"bot.store", "bot.billing"}  # a package's __init__ re-exports its modules
+    real = [c for c in cycles if not any(c.startswith(f"{p} → {p}.") for p in packages)]
+    assert real == []
+    hidden = [
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "bot").rglob("*.py")
+        if "TYPE_CHECKING" in path.read_text()
+    ]
+    assert hidden == []
