@@ -7,7 +7,8 @@ import json
 import logging
 from typing import Any
 
-from bot.billing import Dispatcher, EventRejected
+from bot.billing.dispatch import Dispatcher
+from bot.errors import EventRejected
 from bot.payments import PaymentGateway
 from bot.store import Store, Tx
 

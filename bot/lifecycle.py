@@ -32,23 +32,22 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from bot.access import CANCELED, CHARGEBACK, EXPIRED, LAPSED, REFUND, Access
-from bot.models import Kind, Order, OrderStatus, PaymentReversal
-from bot.planning import Planner
+from bot.access import CANCELED, EXPIRED, LAPSED, Access
+from bot.billing.refunds import SETTLED_ORDERS, Reversals
+from bot.models import Kind, Order, OrderStatus
 from bot.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
-SETTLED_ORDERS = (OrderStatus.PAID, OrderStatus.REFUNDED, OrderStatus.DISPUTED)
 EXPIRY_BATCH = 100
 
 
 class Lifecycle:
     """Settles orders and expires access inside the caller's transaction."""
 
-    def __init__(self, access: Access, planner: Planner) -> None:
+    def __init__(self, access: Access, reversals: Reversals) -> None:
         self.access = access
-        self.planner = planner
+        self.reversals = reversals
 
     async def catch_up(self, tx: Tx, order_id: int) -> None:
         """Apply every fact that arrived before the order was paid (or claimed)."""
@@ -63,7 +62,7 @@ class Lifecycle:
             return  # not paid (yet): facts wait for checkout.session.completed
         if order.stripe_payment_intent_id:
             for reversal in await tx.subscriptions.reversals(order.stripe_payment_intent_id):
-                await self._reverse(tx, order, reversal)
+                await self.reversals.apply(tx, order, reversal)
             order = await tx.orders.get(order.id) or order
         entitlement = await tx.entitlements.by_order(order.id)
         if entitlement is None or order.stripe_subscription_id is None:
@@ -92,29 +91,6 @@ class Lifecycle:
             order = await tx.orders.get(entitlement.order_id) if entitlement.order_id else None
             ended += await self.access.end(tx, order, entitlement, ending)
         return ended
-
-    async def _reverse(self, tx: Tx, order: Order, reversal: PaymentReversal) -> None:
-        """A full refund or dispute of a paid order: status, entitlement, stage jobs."""
-        dispute = reversal.kind == "dispute"
-        target = OrderStatus.DISPUTED if dispute else OrderStatus.REFUNDED
-        allowed = (OrderStatus.PAID, OrderStatus.REFUNDED) if dispute else (OrderStatus.PAID,)
-        if await tx.orders.update(order.id, only_if_status=allowed, status=target):
-            await tx.audit.add(
-                f"order.{target}",
-                guild_id=order.guild_id,
-                user_id=order.recipient_id,
-                order_id=order.id,
-                event_id=reversal.event_id,
-                stripe_id=reversal.stripe_object_id,
-            )
-        ending = CHARGEBACK if dispute else REFUND
-        entitlement = await tx.entitlements.by_order(order.id)
-        if entitlement is not None:
-            await self.access.end(tx, order, entitlement, ending)
-            return
-        product = await tx.products.get(order.product_id)
-        assert product is not None
-        await self.planner.stage(tx, order, product, order.buyer_id, None, ending.stage)
 
 
 async def run_expiry(

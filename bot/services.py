@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from bot.access import Access
 from bot.admin_ops import AdminOps
 from bot.admin_reports import AdminReports
-from bot.billing import Dispatcher
 from bot.billing.checkout import CheckoutEvents
-from bot.billing.refunds import RefundEvents
+from bot.billing.dispatch import Dispatcher
+from bot.billing.refunds import RefundEvents, Reversals
 from bot.billing.subscriptions import SubscriptionEvents
 from bot.clock import Clock
 from bot.config import Settings
@@ -31,7 +31,8 @@ from bot.store import Store
 
 @dataclass(frozen=True, slots=True)
 class Domain:
-    """The rules, without I/O: planner → access → lifecycle → fulfilment → dispatcher."""
+    """The rules, without I/O: planner → access → reversals → lifecycle → fulfilment →
+    the event handlers → dispatcher."""
 
     planner: Planner
     access: Access
@@ -43,12 +44,13 @@ class Domain:
 def build_domain(settings: Settings) -> Domain:
     planner = Planner(settings)
     access = Access(settings, planner)
-    lifecycle = Lifecycle(access, planner)
+    reversals = Reversals(access, planner)
+    lifecycle = Lifecycle(access, reversals)
     fulfilment = Fulfilment(lifecycle, planner)
     dispatcher = Dispatcher(
         CheckoutEvents(fulfilment),
         SubscriptionEvents(lifecycle, planner),
-        RefundEvents(lifecycle),
+        RefundEvents(reversals),
     )
     return Domain(planner, access, lifecycle, fulfilment, dispatcher)
 

@@ -1,27 +1,63 @@
 """Refunds and disputes: a full refund or a chargeback of a payment ends what it paid for.
 
-Where a refund takes a role away: `charge_refunded` records the reversal under the payment
-intent and settles the order; `Lifecycle.settle` marks it refunded and calls `Access.end`
-with REFUND, which asks the planner for the revocations (`Planner.revocations`, the ledger
-rule); the worker's `revoke_role` job removes the role (bot/delivery.py). A reversal seen
-before the order is paid waits and applies when it is (`Lifecycle.catch_up`).
+Where a refund takes a role away: `RefundEvents.charge_refunded` records the reversal under
+the payment intent and applies it (`Reversals.apply`): the order becomes `refunded` and
+`Access.end(REFUND)` asks the planner for the revocations (`Planner.revocations`, the
+ledger rule); the worker's `revoke_role` job then removes the role (bot/delivery.py). A
+reversal seen before the order is paid waits as a fact and is applied when the order is
+(`Lifecycle.settle`, which calls `Reversals.apply` too).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.lifecycle import Lifecycle
-from bot.models import Order
+from bot.access import CHARGEBACK, REFUND, Access
+from bot.models import Order, OrderStatus, PaymentReversal
+from bot.planning import Planner
 from bot.store import Tx
 from bot.stripe_facts import stripe_id
+
+#: Orders whose facts apply now; a fact about any other order waits for it to be paid.
+SETTLED_ORDERS = (OrderStatus.PAID, OrderStatus.REFUNDED, OrderStatus.DISPUTED)
+
+
+class Reversals:
+    """A full refund or dispute of a paid order: its status, its access, its stage jobs."""
+
+    def __init__(self, access: Access, planner: Planner) -> None:
+        self.access = access
+        self.planner = planner
+
+    async def apply(self, tx: Tx, order: Order, reversal: PaymentReversal) -> None:
+        """paid → refunded → disputed (never back); access ends; once, in any order."""
+        dispute = reversal.kind == "dispute"
+        target = OrderStatus.DISPUTED if dispute else OrderStatus.REFUNDED
+        allowed = (OrderStatus.PAID, OrderStatus.REFUNDED) if dispute else (OrderStatus.PAID,)
+        if await tx.orders.update(order.id, only_if_status=allowed, status=target):
+            await tx.audit.add(
+                f"order.{target}",
+                guild_id=order.guild_id,
+                user_id=order.recipient_id,
+                order_id=order.id,
+                event_id=reversal.event_id,
+                stripe_id=reversal.stripe_object_id,
+            )
+        ending = CHARGEBACK if dispute else REFUND
+        entitlement = await tx.entitlements.by_order(order.id)
+        if entitlement is not None:
+            await self.access.end(tx, order, entitlement, ending)
+            return
+        product = await tx.products.get(order.product_id)  # unclaimed: the stage still runs
+        assert product is not None
+        await self.planner.stage(tx, order, product, order.buyer_id, None, ending.stage)
 
 
 class RefundEvents:
     """charge.refunded / charge.dispute.created."""
 
-    def __init__(self, lifecycle: Lifecycle) -> None:
-        self.lifecycle = lifecycle
+    def __init__(self, reversals: Reversals) -> None:
+        self.reversals = reversals
 
     async def charge_refunded(
         self, tx: Tx, event: dict[str, Any], charge: dict[str, Any]
@@ -75,5 +111,8 @@ class RefundEvents:
         )
         if order is None:
             return None
-        await self.lifecycle.settle(tx, order)
+        if order.status in SETTLED_ORDERS:
+            for reversal in await tx.subscriptions.reversals(payment_intent):
+                if reversal.kind == kind:
+                    await self.reversals.apply(tx, order, reversal)
         return order.id
