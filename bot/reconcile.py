@@ -4,7 +4,9 @@ Runs at startup (every READY, which also covers sessions Discord invalidated, wh
 events are lost) and periodically. Members are read in pages of 1,000 (one list call per
 page, not one fetch per entitlement). A role is re-granted when an active entitlement wants
 it and the member lacks it; a role is taken back only when the ledger says the bot granted
-it and its entitlement ended — roles given by hand are never touched.
+it and its entitlement ended — roles given by hand are never touched. Jobs parked for a
+member who is in the list are woken: their join may have happened while the gateway was
+down (its GUILD_MEMBER_ADD is then lost).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ReconcileReport:
     members_seen: int
     granted: int
     revoked: int
+    woken: int = 0
 
 
 class Reconciler:
@@ -46,8 +49,10 @@ class Reconciler:
         grants: list[WantedRole] = []
         revokes: list[tuple[int, int]] = []
         seen = 0
+        present: set[int] = set()
         page: list[tuple[int, frozenset[int]]] = []
         async for member in members:
+            present.add(member[0])
             page.append(member)
             if len(page) == PAGE:
                 seen += await self._compare(guild_id, page, grants, revokes)
@@ -73,15 +78,20 @@ class Reconciler:
                 if (user_id, role_id) not in still_stale:
                     continue
                 revoked += await self.planner.reconcile_revoke(tx, guild_id, user_id, role_id)
-            if granted or revoked:
+            woken = 0
+            for user_id in sorted(await tx.jobs.waiting_members(guild_id) & present):
+                if not await tx.roles.in_screening(guild_id, user_id):
+                    woken += await tx.jobs.wake_member(guild_id, user_id)
+            if granted or revoked or woken:
                 await tx.audit.add(
                     "reconcile",
                     guild_id=guild_id,
                     members_seen=seen,
                     granted=granted,
                     revoked=revoked,
+                    woken_jobs=woken,
                 )
-        report = ReconcileReport(guild_id, seen, granted, revoked)
+        report = ReconcileReport(guild_id, seen, granted, revoked, woken)
         self._log(report)
         return report
 
@@ -115,9 +125,11 @@ class Reconciler:
 
     def _log(self, report: ReconcileReport) -> None:
         log.info(
-            "reconciled guild %s: %d members, %d roles to give back, %d to take back",
+            "reconciled guild %s: %d members, %d roles to give back, %d to take back,"
+            " %d parked jobs woken",
             report.guild_id,
             report.members_seen,
             report.granted,
             report.revoked,
+            report.woken,
         )

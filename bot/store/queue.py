@@ -143,6 +143,15 @@ class JobRepo(Repo):
             (self.now_iso, self.now_iso),
         )
 
+    async def waiting_members(self, guild_id: int) -> set[int]:
+        """Members of the guild with jobs parked until they join."""
+        rows = await self._all(
+            "SELECT DISTINCT user_id FROM delivery_jobs"
+            " WHERE guild_id=? AND status='pending' AND waiting_for_member=1",
+            (guild_id,),
+        )
+        return {row[0] for row in rows}
+
     async def wake_member(self, guild_id: int, user_id: int) -> int:
         """The member joined: jobs waiting for them become due now."""
         woken = await self._changed(

@@ -63,3 +63,35 @@ async def test_nothing_to_fix_queues_nothing(world: World) -> None:
     report = await reconciler(world).reconcile(GUILD, members(world))
     assert (report.granted, report.revoked) == (0, 0)
     assert world.rows("SELECT COUNT(*) FROM delivery_jobs WHERE status='pending'") == [(0,)]
+
+
+async def test_reconcile_wakes_parked_jobs_of_members_it_sees(world: World) -> None:
+    """Issue 9 item 4: the buyer joined while the gateway re-identified (GUILD_MEMBER_ADD
+    lost); the reconcile at READY sees them in the list and wakes the parked grant."""
+    await add_product(world, "Gold")
+    world.discord.absent.add(BUYER)
+    await buy(world, "gold")
+    await world.run_jobs()
+    assert world.rows("SELECT waiting_for_member FROM delivery_jobs") == [(1,)]
+    world.discord.absent.discard(BUYER)  # joined; the bot never heard of it
+    world.advance(minutes=5)
+    report = await reconciler(world).reconcile(GUILD, members(world))
+    await world.run_jobs()
+    assert world.discord.roles[BUYER] == {ROLE}
+    assert report.woken == 1
+    assert world.rows("SELECT kind, status FROM delivery_jobs ORDER BY id") == [
+        ("grant_role", "completed"),
+        ("receipt", "completed"),
+    ]
+
+
+async def test_reconcile_leaves_jobs_of_members_in_screening_parked(world: World) -> None:
+    await add_product(world, "Gold")
+    world.discord.absent.add(BUYER)
+    await buy(world, "gold")
+    await world.run_jobs()
+    world.discord.absent.discard(BUYER)
+    await world.members.member_joined(GUILD, BUYER, pending=True)
+    report = await reconciler(world).reconcile(GUILD, members(world))
+    assert report.woken == 0
+    assert world.rows("SELECT waiting_for_member FROM delivery_jobs") == [(1,)]
