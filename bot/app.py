@@ -60,6 +60,7 @@ class ShopBot(commands.Bot):
         self.metrics = Metrics()
         self.background = TaskGroup()
         self._web_runner: web.AppRunner | None = None
+        self.gateway_up = False  # see _watch_gateway
         discord.http.Route.BASE = settings.discord.api_base.rstrip("/")
 
     async def setup_hook(self) -> None:
@@ -82,18 +83,22 @@ class ShopBot(commands.Bot):
         self.actions, self.reports = services.actions, services.reports
         self.admin_ops = services.admin_ops
         self._watch_member_updates()
+        self._watch_gateway()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
         await self._start_web()
         await self._point_gateway()
-        self.background.start(self.inbox.run_writer(), name="inbox-writer")
-        self.background.start(self.inbox.run(), name="inbox")
-        self.background.start(self.worker.run(), name="delivery")
-        self.background.start(self._reconcile_periodically(), name="reconcile")
-        self.background.start(
-            run_expiry(self.store, services.domain.lifecycle, self.worker.wake), name="expiry"
-        )
+        lifecycle = services.domain.lifecycle
+        loops = {
+            "inbox-writer": self.inbox.run_writer,
+            "inbox": self.inbox.run,
+            "delivery": self.worker.run,
+            "reconcile": self._reconcile_periodically,
+            "expiry": lambda: run_expiry(self.store, lifecycle, self.worker.wake),
+        }
+        for name, loop in loops.items():
+            self.background.supervise(loop, name)
 
     async def close(self) -> None:
         """Reverse order: workers and cogs, then Discord, then the web server, then the DB."""
@@ -132,8 +137,10 @@ class ShopBot(commands.Bot):
             store=self.store,
             inbox=self.inbox,
             metrics=self.metrics,
-            gateway_connected=lambda: self.is_ready() and not self.is_closed(),
+            gateway_connected=lambda: self.gateway_up and not self.is_closed(),
             guild_link=lambda guild_id: f"https://discord.com/channels/{guild_id}",
+            loops_down=lambda: self.background.down,
+            metrics_token=self.settings.http.metrics_token.get_secret_value(),
         )
         self._web_runner = web.AppRunner(make_app(deps), access_log=None)
         await self._web_runner.setup()
@@ -172,6 +179,20 @@ class ShopBot(commands.Bot):
             async with self.store.transaction() as tx:
                 await tx.set_meta(key, digest)
             log.info("synced %d commands to %s", len(payload), scope.id if scope else "global")
+
+    def _watch_gateway(self) -> None:
+        """`gateway_up`: READY or RESUMED seen since the socket last dropped (is_ready()
+        stays true for good after the first READY)."""
+
+        async def up() -> None:
+            self.gateway_up = True
+
+        async def down() -> None:
+            self.gateway_up = False
+
+        self.add_listener(up, "on_ready")
+        self.add_listener(up, "on_resumed")
+        self.add_listener(down, "on_disconnect")
 
     def _watch_member_updates(self) -> None:
         """Dispatch `raw_member_update(guild_id, user_id, pending)` for every member update.

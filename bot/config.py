@@ -77,6 +77,7 @@ class HttpSettings(Section):
     host: str = "0.0.0.0"  # noqa: S104 - a webhook receiver must listen publicly by default
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     public_url: str
+    metrics_token: SecretStr = SecretStr("")
 
     @field_validator("public_url")
     @classmethod

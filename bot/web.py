@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import html
+import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -45,6 +48,8 @@ class WebDeps:
     metrics: Metrics
     gateway_connected: Callable[[], bool]
     guild_link: Callable[[int], str]
+    loops_down: Callable[[], dict[str, str]] = field(default=dict)
+    metrics_token: str = ""  # empty: /metrics answers loopback clients only
 
 
 DEPS = web.AppKey("deps", WebDeps)
@@ -142,19 +147,49 @@ async def checkout_cancel(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Process, background loops, database and gateway; 503 naming what is down. Never
+    writes and never waits long: a database another process holds locked is reported."""
     deps = request.app[DEPS]
-    checks = {"process": True, "database": False, "gateway": deps.gateway_connected()}
-    try:
-        async with deps.store.transaction() as tx:
-            await tx.set_meta("healthz", tx.now.isoformat())
-        checks["database"] = True
-    except Exception:
-        log.exception("healthz: database not writable")
-    ok = all(checks.values())
-    return web.json_response({"ok": ok, **checks}, status=200 if ok else 503)
+    down = dict(deps.loops_down())
+    checks: dict[str, object] = {
+        "process": True,
+        "database": False,
+        "gateway": deps.gateway_connected(),
+        "loops": not down,
+    }
+    locked_for = deps.store.locked_for()
+    if locked_for is not None:
+        down["database"] = f"locked by another process for {locked_for:.0f} s"
+    else:
+        try:
+            checks["database"] = await asyncio.wait_for(deps.store.ping(), 2.0)
+        except Exception as exc:
+            down["database"] = f"not reachable: {type(exc).__name__}"
+    ok = all(value is True for value in checks.values())
+    body = {"ok": ok, **checks}
+    if down:
+        body["down"] = down
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; `http.metrics_token` as a Bearer token, or loopback clients only."""
     deps = request.app[DEPS]
+    if deps.metrics_token:
+        sent = request.headers.get("Authorization", "")
+        expected = f"Bearer {deps.metrics_token}"
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            return web.json_response({"error": "metrics need the metrics token"}, status=401)
+    elif not _loopback(request.remote):
+        return web.json_response(
+            {"error": "metrics answer local clients only; set http.metrics_token"}, status=403
+        )
     body = generate_latest(deps.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -80,6 +81,15 @@ class Store:
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def ping(self) -> bool:
+        """The database answers a read (takes no write lock)."""
+        return await self.db.ping()
+
+    def locked_for(self) -> float | None:
+        """Seconds another process has held the write lock we are waiting for, or None."""
+        since = self.db.locked_since
+        return None if since is None else asyncio.get_running_loop().time() - since
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

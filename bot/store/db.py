@@ -41,6 +41,8 @@ class Database:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        #: Loop time since which another process has held the write lock (None: it has not).
+        self.locked_since: float | None = None
 
     async def open(self) -> None:
         """Open the file (creating its folder), set pragmas and migrate."""
@@ -99,10 +101,15 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception, cancellation included)."""
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception, cancellation included).
+
+        Another process holding the write lock past `busy_timeout` (a backup, the sqlite3
+        shell) is waited out rather than failing the work: nothing is half-done, and
+        `locked_since` tells /healthz while it lasts.
+        """
         async with self._lock:
             try:
-                await self.conn.execute("BEGIN IMMEDIATE")
+                await self._begin_immediate()
                 yield self.conn
             except BaseException:
                 await self._rollback()
@@ -112,6 +119,34 @@ class Database:
             except BaseException:
                 await self._rollback()
                 raise
+
+    async def _begin_immediate(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if self.locked_since is None:
+                    self.locked_since = loop.time()
+                    log.warning(
+                        "database %s is locked by another process; waiting for it", self.path
+                    )
+                continue  # busy_timeout already waited; SQLite takes the lock once it is free
+            if self.locked_since is not None:
+                log.warning(
+                    "database lock released after %.1f s; carrying on",
+                    loop.time() - self.locked_since,
+                )
+                self.locked_since = None
+            return
+
+    async def ping(self) -> bool:
+        """A cheap read that takes no write lock (for /healthz)."""
+        async with self.reading() as conn:
+            await conn.execute_fetchall("SELECT 1")
+        return True
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 
+import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -17,6 +20,7 @@ class Web:
         self.client = client
         self.world = world
         self.gateway = True
+        self.down: dict[str, str] = {}
 
     async def post_event(self, body: bytes, signature: str | None) -> tuple[int, dict]:
         headers = dict(STRIPE_WEBHOOK_HEADERS)
@@ -30,7 +34,7 @@ class Web:
 
 
 @pytest_asyncio.fixture
-async def web(world: World) -> AsyncIterator[Web]:
+async def web(world: World, request: pytest.FixtureRequest) -> AsyncIterator[Web]:
     holder: list[Web] = []
     deps = WebDeps(
         store=world.store,
@@ -38,6 +42,8 @@ async def web(world: World) -> AsyncIterator[Web]:
         metrics=Metrics(),
         gateway_connected=lambda: holder[0].gateway,
         guild_link=lambda guild_id: f"https://discord.com/channels/{guild_id}",
+        loops_down=lambda: holder[0].down,
+        metrics_token=getattr(request, "param", ""),
     )
     client = TestClient(TestServer(make_app(deps)))
     await client.start_server()
@@ -102,7 +108,13 @@ async def test_healthz_names_what_is_down_and_metrics_count(web: Web) -> None:
     """/healthz is 200 with the database writable and the gateway up, 503 naming the gateway."""
     async with web.client.get("/healthz") as resp:
         assert resp.status == 200
-        assert await resp.json() == {"ok": True, "process": True, "database": True, "gateway": True}
+        assert await resp.json() == {
+            "ok": True,
+            "process": True,
+            "database": True,
+            "gateway": True,
+            "loops": True,
+        }
     web.gateway = False
     async with web.client.get("/healthz") as resp:
         assert resp.status == 503 and (await resp.json())["gateway"] is False
@@ -110,3 +122,60 @@ async def test_healthz_names_what_is_down_and_metrics_count(web: Web) -> None:
     async with web.client.get("/metrics") as resp:
         text = await resp.text()
     assert 'shopbot_webhook_requests_total{result="unsigned"} 1.0' in text
+
+
+async def test_healthz_names_a_crashed_loop_and_never_writes(web: Web) -> None:
+    """Issue 9 items 1 and 11: a loop that is down makes /healthz 503 naming it; a GET takes
+    no write lock (it used to BEGIN IMMEDIATE and write meta under the webhooks' lock)."""
+    web.down["delivery"] = "OperationalError: disk I/O error"
+    async with web.client.get("/healthz") as resp:
+        body = await resp.json()
+        assert resp.status == 503
+    assert body["loops"] is False and body["down"] == {
+        "delivery": "OperationalError: disk I/O error"
+    }
+    web.down.clear()
+    with sqlite3.connect(web.world.store.db.path) as other:  # another process writes meanwhile
+        other.execute("BEGIN IMMEDIATE")
+        async with web.client.get("/healthz") as resp:
+            assert resp.status == 200
+        other.rollback()
+    assert web.world.rows("SELECT COUNT(*) FROM meta WHERE key='healthz'") == [(0,)]
+
+
+async def test_healthz_reports_a_database_locked_by_another_process(web: Web) -> None:
+    """While a write waits out another process's lock, /healthz says so instead of hanging."""
+    event, _ = await paid_checkout_event(web.world)
+    body = encode_event(event)
+    with sqlite3.connect(web.world.store.db.path, timeout=0) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        post = asyncio.create_task(web.post_event(body, sign_payload(body, SECRET)))
+        await until(lambda: web.world.store.locked_for() is not None)
+        async with web.client.get("/healthz") as resp:
+            answer = await resp.json()
+            assert resp.status == 503
+        assert "locked by another process" in answer["down"]["database"]
+        assert not post.done()  # the webhook waits: not acknowledged, so not lost
+        other.rollback()
+    assert (await post)[0] == 200
+    assert web.stored_events() == [(event["id"], "received")]
+    async with web.client.get("/healthz") as resp:
+        assert resp.status == 200
+
+
+@pytest.mark.parametrize("web", ["s3cret-token"], indirect=True)
+async def test_metrics_need_the_token_when_one_is_set(web: Web) -> None:
+    async with web.client.get("/metrics") as resp:
+        assert resp.status == 401
+    headers = {"Authorization": "Bearer wrong"}
+    async with web.client.get("/metrics", headers=headers) as resp:
+        assert resp.status == 401
+    headers = {"Authorization": "Bearer s3cret-token"}
+    async with web.client.get("/metrics", headers=headers) as resp:
+        assert resp.status == 200 and "shopbot_webhook_requests" in await resp.text()
+
+
+async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)

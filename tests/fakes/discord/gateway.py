@@ -73,6 +73,8 @@ class Gateway:
         self.fake = fake
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.ack_heartbeats = True
+        #: False: new websocket connections are refused with 503 (a Discord gateway outage).
+        self.accepting = True
         self.session: Session | None = None
         self.connections: list[Connection] = []
         self.identifies: list[dict[str, Any]] = []
@@ -124,6 +126,8 @@ class Gateway:
     # ------------------------------------------------------------ handling
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The websocket endpoint."""
+        if not self.accepting:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
         await ws.prepare(request)
         compress = request.query.get("compress")
