@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -28,6 +30,7 @@ from bot.web import Metrics, WebDeps, make_app
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.errors", "cogs.buyer", "cogs.admin", "cogs.gateway")
+SHUTDOWN_STEP_TIMEOUT = 8.0  # seconds per shutdown step; the whole stays well under 15 s
 
 
 class StartupError(Exception):
@@ -101,18 +104,42 @@ class ShopBot(commands.Bot):
             self.background.supervise(loop, name)
 
     async def close(self) -> None:
-        """Reverse order: workers and cogs, then Discord, then the web server, then the DB."""
+        """Reverse order: workers and cogs, then Discord, then the web server, then the DB.
+
+        Every step runs, each bounded by a timeout, whatever the one before it did: a cog
+        that fails to unload must not leave the web server listening or the database open.
+        """
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("deliveries in flight", self._finish_deliveries),
+            ("background loops", self.background.close),
+            ("cogs", self._unload_cogs),
+            ("discord", functools.partial(commands.Bot.close, self)),
+            ("web server", self._stop_web),
+            ("stripe client", self.payments.close),
+            ("database", self.store.close),
+        ]
+        for name, step in steps:
+            try:
+                async with asyncio.timeout(SHUTDOWN_STEP_TIMEOUT):
+                    await step()
+            except Exception:
+                log.exception("shutdown: closing the %s failed; carrying on", name)
+
+    async def _finish_deliveries(self) -> None:
         if hasattr(self, "worker"):  # setup_hook ran: let deliveries in flight finish first
             await self.worker.finish_in_flight()
-        await self.background.close()
+
+    async def _unload_cogs(self) -> None:
         for extension in list(self.extensions):
-            await self.unload_extension(extension)
-        await super().close()
+            try:
+                await self.unload_extension(extension)
+            except Exception:
+                log.exception("shutdown: unloading %s failed; carrying on", extension)
+
+    async def _stop_web(self) -> None:
         if self._web_runner is not None:
-            await self._web_runner.cleanup()
-            self._web_runner = None
-        await self.payments.close()
-        await self.store.close()
+            runner, self._web_runner = self._web_runner, None
+            await runner.cleanup()
 
     async def reconcile_all(self) -> None:
         """Fix role drift in every guild (at each READY and periodically)."""

@@ -22,7 +22,7 @@ from bot.messages import receipt_text
 from bot.models import EntitlementStatus, Job, JobStatus
 from bot.planning import Planner
 from bot.store import Store
-from bot.tasks import TaskGroup
+from bot.tasks import TaskGroup, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ class DeliveryWorker:
                 timeout = 30.0
                 if next_at is not None and not due:
                     timeout = min(timeout, max(0.05, (next_at - self.clock.now()).total_seconds()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
         finally:
             await self._tasks.close()
 

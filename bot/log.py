@@ -24,6 +24,22 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class RedactingFormatter(logging.Formatter):
+    """Wraps a formatter and scrubs secrets from the whole line, tracebacks included (an
+    exception's text, e.g. a URL with a key in it, never went through the message)."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._secrets = [s for s in secrets if len(s) >= 6]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -45,13 +61,12 @@ class DropVoiceWarnings(logging.Filter):
 
 
 def setup_logging(level: str, as_json: bool, secrets: Iterable[str]) -> None:
+    secrets = list(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactSecrets(secrets))
     handler.addFilter(DropVoiceWarnings())
-    if as_json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    plain = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler.setFormatter(RedactingFormatter(JsonFormatter() if as_json else plain, secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -11,6 +11,21 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait at most `timeout` seconds for `event`; whether it was set.
+
+    Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that arrives just
+    as the event is set, so a loop cancelled at shutdown kept running (the worker then sat
+    in its next 30 s wait and shutdown hung).
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 class TaskGroup:
     """Keeps every task it starts until it ends; `close()` cancels and awaits them all."""
 

@@ -162,7 +162,8 @@ async def healthz(request: web.Request) -> web.Response:
         down["database"] = f"locked by another process for {locked_for:.0f} s"
     else:
         try:
-            checks["database"] = await asyncio.wait_for(deps.store.ping(), 2.0)
+            async with asyncio.timeout(2.0):
+                checks["database"] = await deps.store.ping()
         except Exception as exc:
             down["database"] = f"not reachable: {type(exc).__name__}"
     ok = all(value is True for value in checks.values())

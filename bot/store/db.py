@@ -162,10 +162,19 @@ class Database:
         """End whatever transaction is open, even while being cancelled.
 
         A task cancelled during `BEGIN` leaves aiosqlite's thread running it; statements
-        run in order, so this ROLLBACK follows it. Shielded so cancellation cannot skip it.
+        run in order, so this ROLLBACK follows it. The ROLLBACK is shielded so cancellation
+        cannot skip it, and a cancellation that arrives meanwhile is passed on once it is
+        done (suppressing it made a cancelled loop carry on, and shutdown hang).
         """
-        with contextlib.suppress(sqlite3.OperationalError, asyncio.CancelledError):
-            await asyncio.shield(self.conn.execute("ROLLBACK"))
+        rollback = asyncio.ensure_future(self.conn.execute("ROLLBACK"))
+        try:
+            await asyncio.shield(rollback)
+        except asyncio.CancelledError:
+            with contextlib.suppress(sqlite3.OperationalError, asyncio.CancelledError):
+                await rollback
+            raise
+        except sqlite3.OperationalError:
+            pass  # no transaction was open
 
     async def backup(self, target: Path) -> None:
         """Online copy of the whole database to `target`."""

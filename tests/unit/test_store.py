@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -96,5 +97,27 @@ async def test_duplicate_live_name_rejected_but_archived_frees_it(tmp_path: Path
             await tx.products.add(
                 guild_id=1, name="GOLD", price_amount=1, currency="usd", kind="one_time"
             )
+    finally:
+        await store.close()
+
+
+async def test_cancellation_during_rollback_is_passed_on_not_swallowed(tmp_path: Path) -> None:
+    """Issue 9 item 15: a loop cancelled while its read transaction rolled back carried on
+    (the shielded ROLLBACK suppressed the CancelledError), so shutdown waited on it."""
+    store = await open_store(tmp_path / "shop.db")
+    leaving = asyncio.Event()
+
+    async def reader() -> None:
+        while True:
+            async with store.reading() as tx:
+                await tx.jobs.counts()
+                leaving.set()  # no await until the ROLLBACK: the cancel lands during it
+
+    try:
+        task = asyncio.create_task(reader())
+        await leaving.wait()
+        task.cancel()
+        finished, _ = await asyncio.wait([task], timeout=2)
+        assert finished and task.cancelled(), "the cancellation was swallowed"
     finally:
         await store.close()
