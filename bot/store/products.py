@@ -9,6 +9,23 @@ from bot.models import Action, Product
 from bot.store.base import Repo
 
 _EDITABLE = {"name", "description", "price_amount", "stock", "active", "stripe_price_id"}
+#: Columns a caller may set on insert; anything else is refused before SQL is built.
+_PRODUCT_FIELDS = _EDITABLE | {
+    "guild_id",
+    "currency",
+    "kind",
+    "interval",
+    "duration_days",
+    "trial_days",
+    "allow_promotion_codes",
+}
+_ACTION_FIELDS = {"type", "stage", "role_id", "channel_id", "message", "revoke_on"}
+
+
+def _only(fields: set[str], values: dict[str, Any], what: str) -> None:
+    unknown = set(values) - fields
+    if unknown:
+        raise ValueError(f"{what}: not settable: {sorted(unknown)}")
 
 
 class ProductRepo(Repo):
@@ -16,6 +33,7 @@ class ProductRepo(Repo):
 
     async def add(self, **values: Any) -> Product:
         """Insert a product; raises Duplicate on a duplicate live name."""
+        _only(_PRODUCT_FIELDS, values, "product")
         values = {**values, "name_key": values["name"].casefold()}
         values.update(created_at=self.now_iso, updated_at=self.now_iso)
         columns = ", ".join(values)
@@ -92,6 +110,7 @@ class ProductRepo(Repo):
     # actions -------------------------------------------------------------------------
 
     async def add_action(self, product_id: int, **values: Any) -> Action:
+        _only(_ACTION_FIELDS, values, "action")
         values = {"product_id": product_id, **values, "created_at": self.now_iso}
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)

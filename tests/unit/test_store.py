@@ -121,3 +121,26 @@ async def test_cancellation_during_rollback_is_passed_on_not_swallowed(tmp_path:
         assert finished and task.cancelled(), "the cancellation was swallowed"
     finally:
         await store.close()
+
+
+async def test_sql_from_keyword_names_is_whitelisted(tmp_path: Path) -> None:
+    """Issue 9 item 12: column lists built from **kwargs accept known columns only."""
+    store = await open_store(tmp_path / "shop.db")
+    try:
+        async with store.transaction() as tx:
+            product = await tx.products.add(
+                guild_id=1, name="Gold", price_amount=1, currency="usd", kind="one_time"
+            )
+            injected = {"name) VALUES ('x'); DROP TABLE orders; --": 1}
+            with pytest.raises(ValueError, match="not settable"):
+                await tx.products.add(guild_id=1, name="Silver", **injected)
+            with pytest.raises(ValueError, match="not settable"):
+                await tx.products.add_action(product.id, type="grant_role", archived=1)
+            with pytest.raises(ValueError, match="not editable"):
+                await tx.products.update(product.id, guild_id=2)
+            with pytest.raises(ValueError, match="not updatable"):
+                await tx.orders.update(1, buyer_id=5)
+        async with store.reading() as tx:
+            assert [p.name for p in await tx.products.list(1)] == ["Gold"]
+    finally:
+        await store.close()
