@@ -38,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("what", choices=["orders"])
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     events = verb("events", "Stripe events")
-    events.add_argument("action", choices=["replay"])
-    events.add_argument("--since", required=True, help="ISO 8601, e.g. 2026-11-01T00:00:00Z")
+    events.add_argument("action", choices=["replay", "retry"])
+    events.add_argument("--since", help="replay: ISO 8601, e.g. 2026-11-01T00:00:00Z")
     return parser
 
 
@@ -111,11 +111,13 @@ async def _migrate(settings: Settings) -> int:
 
 
 async def _maintain(settings: Settings, args: argparse.Namespace) -> int:
-    """backup / export / events replay: open the store, do the one thing, close."""
+    """backup / export / events replay|retry: open the store, do the one thing, close."""
     from bot import maintenance
     from bot.clock import SystemClock
 
-    if args.verb == "events":
+    if args.verb == "events" and args.action == "replay":
+        if args.since is None:
+            return _fail("events replay needs --since ISO8601, e.g. --since 2026-11-01")
         try:
             since = maintenance.since_from(args.since)
         except ValueError:
@@ -128,6 +130,9 @@ async def _maintain(settings: Settings, args: argparse.Namespace) -> int:
             print(f"backed up {settings.database.path} to {args.path}")
         elif args.verb == "export":
             sys.stdout.write(await maintenance.export_orders(store, args.format))
+        elif args.action == "retry":
+            retried, outcome = await maintenance.retry_failed_events(store, settings)
+            print(f"{retried} failed events retried: {outcome}")
         else:
             fetched, fresh = await maintenance.replay_events(store, settings, since)
             print(f"fetched {fetched} events from Stripe; {fresh} were new and processed")

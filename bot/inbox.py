@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from bot.billing.dispatch import Dispatcher
@@ -17,6 +18,19 @@ log = logging.getLogger(__name__)
 # Events applied per transaction: one fsync for several events, yet short enough that the
 # webhook writer (which answers Stripe) never waits long for the database.
 PROCESS_BATCH = 10
+
+# A transient failure (a bug since fixed, a database error, Stripe unreachable while a
+# handler asked it something) is tried again after 5 s, 10 s, 20 s … at most 30 min apart,
+# EVENT_ATTEMPTS times in all (about 4 h); then the event stays `failed`, shown in
+# `/shop diagnose`, until `shopbot events retry`.
+EVENT_ATTEMPTS = 12
+FIRST_RETRY = timedelta(seconds=5)
+LONGEST_RETRY = timedelta(minutes=30)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff before the next try of an event that has failed `attempts` times."""
+    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), LONGEST_RETRY)
 
 
 class Inbox:
@@ -90,15 +104,26 @@ class Inbox:
         return results
 
     async def run(self) -> None:
-        """Process stored events forever (including any left from before a crash)."""
+        """Process stored events forever (including any left from before a crash).
+
+        Sleeps until a new event is stored or the earliest backoff of a failed one ends.
+        """
         while True:
             self._wake.clear()
             async with self.store.reading() as tx:
                 batch = await tx.events.unprocessed(limit=PROCESS_BATCH)
+                retry_at = None if batch else await tx.events.next_retry_at()
             if batch:
                 await self.process_batch([(stored.id, stored.payload) for stored in batch])
-            else:
-                await self._wake.wait()
+                continue
+            timeout = None
+            if retry_at is not None:
+                timeout = max((retry_at - self.store.clock.now()).total_seconds(), 0.05)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
 
     async def process(self, event_id: str, payload: str) -> None:
         """Apply one stored event (see `process_batch`)."""
@@ -114,20 +139,22 @@ class Inbox:
         async with self.store.transaction() as tx:
             for event_id, payload in batch:
                 event = json.loads(payload)
+                current = await tx.events.get(event_id)
+                if current is None or current.status != "received":
+                    continue
                 try:
                     async with tx.savepoint():
-                        current = await tx.events.get(event_id)
-                        if current is not None and current.status == "received":
-                            status, order_id = await self.dispatcher.apply(tx, event)
-                            await tx.events.mark(event_id, status, order_id=order_id)
+                        status, order_id = await self.dispatcher.apply(tx, event)
+                        await tx.events.mark(event_id, status, order_id=order_id)
                 except Exception as exc:
-                    await self._mark_failed(tx, event_id, event, exc)
+                    await self._mark_failed(tx, event_id, event, exc, current.attempts)
                 self.processed += 1
         self._on_jobs_queued()
 
     async def _mark_failed(
-        self, tx: Tx, event_id: str, event: dict[str, Any], exc: Exception
+        self, tx: Tx, event_id: str, event: dict[str, Any], exc: Exception, attempts: int
     ) -> None:
+        """Can never apply (not ours, a mismatch, malformed) → `failed`; otherwise retry later."""
         kind = event.get("type")
         if isinstance(exc, EventRejected):
             log.warning("stripe event %s (%s) not applied: %s", event_id, kind, exc)
@@ -137,6 +164,18 @@ class Inbox:
             log.warning("stripe event %s (%s) is malformed: %r", event_id, kind, exc)
             error = f"malformed: {exc!r}"[:300]
         else:
-            log.error("stripe event %s (%s) failed", event_id, kind, exc_info=exc)
             error = f"{type(exc).__name__}: {exc}"[:300]
+            tried = attempts + 1
+            if tried < EVENT_ATTEMPTS:
+                at = tx.now + retry_delay(tried)
+                log.warning(
+                    "stripe event %s (%s) failed (attempt %d of %d), retrying at %s",
+                    event_id, kind, tried, EVENT_ATTEMPTS, at.isoformat(), exc_info=exc,
+                )  # fmt: skip
+                await tx.events.retry_later(event_id, error, at)
+                return
+            log.error(
+                "stripe event %s (%s) failed %d times; giving up until `shopbot events retry`",
+                event_id, kind, tried, exc_info=exc,
+            )  # fmt: skip
         await tx.events.mark(event_id, "failed", error=error)

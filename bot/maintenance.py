@@ -50,11 +50,7 @@ async def replay_events(store: Store, settings: Settings, since: datetime) -> tu
     Returns (events fetched, events that were new). Stored ids dedupe, so replaying twice
     (or events that also arrive by webhook) never applies anything twice.
     """
-    gateway = StripeGateway(
-        settings.stripe.secret_key.get_secret_value(),
-        settings.stripe.webhook_secret.get_secret_value(),
-        settings.stripe.api_base,
-    )
+    gateway = _gateway(settings)
     inbox = Inbox(store, gateway, build_domain(settings).dispatcher, lambda: None)
     fetched = fresh = 0
     params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": 100}
@@ -75,6 +71,33 @@ async def replay_events(store: Store, settings: Settings, since: datetime) -> tu
     finally:
         await gateway.close()
     return fetched, fresh
+
+
+async def retry_failed_events(store: Store, settings: Settings) -> tuple[int, str]:
+    """Put every failed event back in line and apply it now; return (count, outcome)."""
+    async with store.transaction() as tx:
+        retried = await tx.events.retry_failed()
+    gateway = _gateway(settings)
+    inbox = Inbox(store, gateway, build_domain(settings).dispatcher, lambda: None)
+    try:
+        async with store.reading() as tx:
+            due = await tx.events.unprocessed(limit=100_000)
+        for stored in due:
+            await inbox.process(stored.id, stored.payload)
+    finally:
+        await gateway.close()
+    async with store.reading() as tx:
+        counts = await tx.events.status_counts([stored.id for stored in due])
+    outcome = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+    return retried, outcome
+
+
+def _gateway(settings: Settings) -> StripeGateway:
+    return StripeGateway(
+        settings.stripe.secret_key.get_secret_value(),
+        settings.stripe.webhook_secret.get_secret_value(),
+        settings.stripe.api_base,
+    )
 
 
 def since_from(text: str) -> datetime:

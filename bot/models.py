@@ -252,6 +252,7 @@ class WebhookEvent(Record):
     last_error: str | None
     received_at: datetime
     processed_at: datetime | None
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

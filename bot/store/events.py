@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
+from bot.clock import iso, parse_iso
 from bot.models import AuditEntry, WebhookEvent
 from bot.store.base import Repo
 
@@ -26,21 +28,57 @@ class EventRepo(Repo):
         return None if row is None else WebhookEvent.from_row(row)
 
     async def unprocessed(self, limit: int = 100) -> list[WebhookEvent]:
-        """Events received but not yet processed, oldest first."""
+        """Events received and due (not waiting out a retry backoff), oldest first."""
         rows = await self._all(
-            "SELECT * FROM webhook_events WHERE status='received' ORDER BY received_at, id LIMIT ?",
-            (limit,),
+            "SELECT * FROM webhook_events WHERE status='received'"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            " ORDER BY received_at, id LIMIT ?",
+            (self.now_iso, limit),
         )
         return [WebhookEvent.from_row(row) for row in rows]
+
+    async def next_retry_at(self) -> datetime | None:
+        """When the earliest event waiting out a backoff becomes due (None: none waits)."""
+        row = await self._one(
+            "SELECT MIN(next_attempt_at) FROM webhook_events"
+            " WHERE status='received' AND next_attempt_at > ?",
+            (self.now_iso,),
+        )
+        return None if row is None or row[0] is None else parse_iso(row[0])
+
+    async def retry_later(self, event_id: str, error: str, at: datetime) -> None:
+        """A transient failure: count the attempt, keep the error, try again at `at`."""
+        await self.conn.execute(
+            "UPDATE webhook_events SET status='received', last_error=?, attempts=attempts+1,"
+            " next_attempt_at=? WHERE id=?",
+            (error, iso(at), event_id),
+        )
+
+    async def retry_failed(self) -> int:
+        """Put every failed event back in line, due now (`shopbot events retry`)."""
+        return await self._changed(
+            "UPDATE webhook_events SET status='received', attempts=0, next_attempt_at=NULL"
+            " WHERE status='failed'",
+            (),
+        )
 
     async def mark(
         self, event_id: str, status: str, *, order_id: int | None = None, error: str | None = None
     ) -> None:
         await self.conn.execute(
             "UPDATE webhook_events SET status=?, order_id=COALESCE(?, order_id), last_error=?,"
-            " attempts=attempts+1, processed_at=? WHERE id=?",
+            " attempts=attempts+1, processed_at=?, next_attempt_at=NULL WHERE id=?",
             (status, order_id, error, self.now_iso, event_id),
         )
+
+    async def status_counts(self, event_ids: list[str]) -> dict[str, int]:
+        """How many of these events are in each status."""
+        counts: dict[str, int] = {}
+        for event_id in event_ids:
+            event = await self.get(event_id)
+            if event is not None:
+                counts[event.status] = counts.get(event.status, 0) + 1
+        return counts
 
     async def last_received(self) -> WebhookEvent | None:
         row = await self._one("SELECT * FROM webhook_events ORDER BY received_at DESC LIMIT 1")

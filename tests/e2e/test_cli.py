@@ -85,6 +85,34 @@ async def test_events_replay_recovers_a_missed_webhook(shop: Shop) -> None:
     assert bad.returncode != 0 and "--since" in bad.stderr
 
 
+async def test_events_retry_reruns_failed_ones(shop: Shop) -> None:
+    """Issue 9 item 2: an event left `failed` (by a bug since fixed) is applied by
+    `shopbot events retry`, once; `events replay` without --since says what it needs."""
+    import json as jsonlib
+    import sqlite3
+
+    await shop.add_product()
+    event = shop.stripe.complete_checkout(await shop.buy())
+    await shop.bot.stop()
+    with sqlite3.connect(shop.bot.db_path) as conn:
+        conn.execute(
+            "INSERT INTO webhook_events (id, type, created, payload, status, attempts,"
+            " last_error, received_at) VALUES (?, ?, ?, ?, 'failed', 12, 'RuntimeError: bug',"
+            " '2026-01-01T00:00:00.000000Z')",
+            (event["id"], event["type"], event["created"], jsonlib.dumps(event)),
+        )
+    config = str(shop.bot.config_path)
+    result = await run_cli("events", "retry", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1 failed events retried: 1 processed"
+    assert shop.bot.scalar("SELECT status FROM orders") == "paid"
+    again = await run_cli("events", "retry", "--config", config)
+    assert again.stdout.strip() == "0 failed events retried: none"
+    assert shop.bot.scalar("SELECT COUNT(*) FROM entitlements") == 1
+    bad = await run_cli("events", "replay", "--config", config)
+    assert bad.returncode != 0 and "needs --since" in bad.stderr
+
+
 async def test_backup_and_export(shop: Shop, tmp_path: Path) -> None:
     """`backup` copies the live database; `export orders` writes CSV and JSON."""
     import json as jsonlib
