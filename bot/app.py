@@ -99,6 +99,7 @@ class ShopBot(commands.Bot):
             "delivery": self.worker.run,
             "reconcile": self._reconcile_periodically,
             "expiry": lambda: run_expiry(self.store, lifecycle, self.worker.wake),
+            "stripe-sync": services.stripe_sync.run,
         }
         for name, loop in loops.items():
             self.background.supervise(loop, name)

@@ -7,7 +7,6 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from bot.config import Settings
 from bot.inbox import Inbox
@@ -51,19 +50,13 @@ async def replay_events(store: Store, settings: Settings, since: datetime) -> tu
     (or events that also arrive by webhook) never applies anything twice.
     """
     gateway = _gateway(settings)
-    inbox = Inbox(store, gateway, build_domain(settings).dispatcher, lambda: None)
+    dispatcher = build_domain(settings).dispatcher
+    inbox = Inbox(store, gateway, dispatcher, lambda: None)
     fetched = fresh = 0
-    params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": 100}
     try:
-        while True:
-            page = await gateway.client.v1.events.list_async(params=params)  # type: ignore[arg-type]
-            for event in page.data:
-                fetched += 1
-                payload = json.dumps(event.to_dict()).encode()
-                fresh += await inbox.receive(json.loads(payload), payload)
-            if not page.has_more or not page.data:
-                break
-            params["starting_after"] = page.data[-1].id
+        async for event in gateway.events_since(int(since.timestamp()), dispatcher.event_types):
+            fetched += 1
+            fresh += await inbox.receive(event, json.dumps(event).encode())
         async with store.reading() as tx:
             pending = await tx.events.unprocessed(limit=100_000)
         for stored in pending:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -54,6 +55,10 @@ class PaymentGateway(Protocol):
     async def refund(self, order_id: int, payment_intent_id: str, reason: str) -> str: ...
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]: ...
+
+    def events_since(self, since: int, types: list[str]) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def subscription(self, subscription_id: str) -> dict[str, Any]: ...
 
 
 class InvalidSignature(Exception):
@@ -153,6 +158,29 @@ class StripeGateway:
             raise PaymentError(_user_message(exc)) from None
         return refund.id
 
+    async def events_since(self, since: int, types: list[str]) -> AsyncIterator[dict[str, Any]]:
+        """Every event of these types created at or after `since` (unix), newest first, as
+        dicts shaped like webhook payloads. Stripe keeps events for 30 days."""
+        params: dict[str, Any] = {"created": {"gte": since}, "limit": 100}
+        if types:
+            params["types"] = types[:20]  # Stripe accepts at most 20 types
+        while True:
+            page = await self._client.v1.events.list_async(params=params)  # type: ignore[arg-type]
+            body = _raw_json(page)
+            for event in body["data"] if isinstance(body, dict) else []:
+                yield event
+            if not page.has_more or not page.data:
+                return
+            params["starting_after"] = page.data[-1].id
+
+    async def subscription(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription as Stripe has it now (raises stripe.StripeError)."""
+        sub = await self._client.v1.subscriptions.retrieve_async(subscription_id)
+        body = _raw_json(sub)
+        if not isinstance(body, dict):
+            raise PaymentError("Stripe answered with something that is not a subscription.")
+        return body
+
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         """Check the Stripe-Signature header with the SDK; return the event as a dict."""
         try:
@@ -168,6 +196,12 @@ class StripeGateway:
         if not isinstance(event, dict) or not _looks_like_event(event):
             raise InvalidSignature("payload is not a Stripe event")
         return event
+
+
+def _raw_json(obj: stripe.StripeObject) -> Any:
+    """The JSON body exactly as Stripe sent it (to_dict() holds Decimals json cannot write)."""
+    response = obj.last_response
+    return None if response is None else json.loads(response.body)
 
 
 def _looks_like_event(event: dict[str, Any]) -> bool:

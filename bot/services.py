@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.access import Access
 from bot.admin_ops import AdminOps
@@ -27,6 +28,7 @@ from bot.product_actions import ActionService
 from bot.reconcile import Reconciler
 from bot.shop import ShopService
 from bot.store import Store
+from bot.stripe_sync import StripeSync
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class Services:
     actions: ActionService
     reports: AdminReports
     admin_ops: AdminOps
+    stripe_sync: StripeSync
 
 
 def build_services(
@@ -84,14 +87,17 @@ def build_services(
     shop = ShopService(store, payments, settings, clock)
     worker = DeliveryWorker(store, discord, clock, domain.planner, on_outcome=on_job_outcome)
     store.on_jobs_due = worker.wake
+    inbox = Inbox(store, payments, domain.dispatcher, worker.wake)
+    interval = timedelta(minutes=settings.shop.reconcile_interval_minutes)
     return Services(
         domain=domain,
         shop=shop,
         members=MemberService(store, domain.fulfilment, domain.planner),
         reconciler=Reconciler(store, domain.planner),
         worker=worker,
-        inbox=Inbox(store, payments, domain.dispatcher, worker.wake),
+        inbox=inbox,
         actions=ActionService(store, shop),
         reports=AdminReports(store),
         admin_ops=AdminOps(store, payments, shop, domain.access, domain.planner, settings),
+        stripe_sync=StripeSync(store, payments, inbox, domain.dispatcher, clock, interval),
     )

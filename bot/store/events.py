@@ -80,6 +80,11 @@ class EventRepo(Repo):
                 counts[event.status] = counts.get(event.status, 0) + 1
         return counts
 
+    async def newest_created(self) -> int | None:
+        """Stripe's `created` of the newest event we hold (None: none yet)."""
+        row = await self._one("SELECT MAX(created) FROM webhook_events")
+        return None if row is None or row[0] is None else int(row[0])
+
     async def last_received(self) -> WebhookEvent | None:
         row = await self._one("SELECT * FROM webhook_events ORDER BY received_at DESC LIMIT 1")
         return None if row is None else WebhookEvent.from_row(row)

@@ -40,6 +40,16 @@ class SubscriptionRepo(Repo):
             ),
         )
 
+    async def giving_access(self) -> list[str]:
+        """Subscriptions behind an active entitlement here (what the drift check asks about)."""
+        rows = await self._all(
+            "SELECT DISTINCT o.stripe_subscription_id FROM orders o"
+            " JOIN entitlements e ON e.order_id = o.id"
+            " WHERE e.status='active' AND o.stripe_subscription_id IS NOT NULL"
+            " ORDER BY o.stripe_subscription_id"
+        )
+        return [str(row[0]) for row in rows]
+
     async def record_reversal(
         self, payment_intent_id: str, kind: str, object_id: str, event_id: str, created: int
     ) -> bool:

@@ -43,3 +43,23 @@ async def test_reconcile_after_invalid_session(shop: Shop) -> None:
     shop.discord.add_member(shop.guild_id, BUYER, dispatch=False)  # the join event is lost
     await shop.discord.invalidate_session()
     await shop.wait(lambda: shop.has_role(BUYER), "role after re-identify", timeout=20)
+
+
+async def test_missed_webhooks_recovered_at_start(shop: Shop) -> None:
+    """Issue 9 item 3: paid while the bot was down past Stripe's retries; the next start
+    lists Stripe's events and applies the one never received — no operator, nothing twice."""
+    await shop.add_product()
+    session_id = await shop.buy()
+    await shop.bot.stop()
+    event = shop.stripe.complete_checkout(session_id)  # its webhook never reaches us
+    await shop.bot.start()
+    await shop.wait(lambda: shop.has_role(BUYER), "role from the start-up catch-up")
+    assert "1 we had never received" in shop.bot.log_text()
+    status, _ = await shop.sender.send(event)  # Stripe's own retry, late: acknowledged
+    assert status == 200
+    await shop.wait(
+        lambda: shop.bot.scalar("SELECT COUNT(*) FROM delivery_jobs WHERE status='pending'") == 0,
+        "no job left pending",
+    )
+    assert shop.bot.scalar("SELECT COUNT(*) FROM entitlements") == 1
+    assert len(shop.role_adds(BUYER)) == 1
