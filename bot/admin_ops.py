@@ -131,17 +131,13 @@ class AdminOps:
         return refund_id
 
     async def portal(self, guild_id: int, user_id: int) -> str:
-        """A Stripe customer portal link for the member's subscriptions in this guild."""
+        """A Stripe customer portal link for all of the member's subscriptions (their one
+        customer of this install)."""
         async with self.store.reading() as tx:
-            orders = await tx.orders.of_member(guild_id, user_id, limit=100)
-        customers = [
-            o.stripe_customer_id for o in orders if o.stripe_customer_id and o.buyer_id == user_id
-        ]
-        if not customers:
+            customer = await tx.customers.of_user(user_id)
+        if customer is None:
             raise NotFound("You have no subscriptions here to manage. `/purchases` lists them.")
-        return await self.payments.portal_url(
-            customers[0], f"https://discord.com/channels/{guild_id}"
-        )
+        return await self.payments.portal_url(customer, f"https://discord.com/channels/{guild_id}")
 
     async def retry_jobs(self, guild_id: int, actor_id: int, target: str) -> int:
         """Re-queue one failed or expired job (`#12` or `12`) or every failed one (`failed`)."""

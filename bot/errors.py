@@ -35,6 +35,10 @@ class EventRejected(Exception):
     """The Stripe event is authentic but cannot be applied (no order of ours, a mismatch)."""
 
 
+class ForeignEvent(Exception):
+    """The event concerns another install sharing our Stripe account: acknowledged, ignored."""
+
+
 class ConfigError(Exception):
     """Configuration is missing or invalid; the message names the key."""
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import stripe
 
 from bot.errors import PaymentError
+from bot.stripe_facts import order_reference
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ class CheckoutRequest:
     """Everything needed to open a Checkout Session for one of our orders."""
 
     order_id: int
+    install_id: str
+    customer_id: str
     guild_id: int
     buyer_id: int
     recipient_id: int
@@ -49,6 +52,8 @@ class PaymentGateway(Protocol):
     """The Stripe operations the shop uses; tests point the real one at a fake server."""
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    async def create_customer(self, install_id: str, user_id: int) -> str: ...
 
     async def portal_url(self, customer_id: str, return_url: str) -> str: ...
 
@@ -88,6 +93,7 @@ class StripeGateway:
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         """Create the session; the idempotency key makes a retry return the same one."""
         metadata = {
+            "install_id": request.install_id,
             "order_id": str(request.order_id),
             "guild_id": str(request.guild_id),
             "user_id": str(request.buyer_id),
@@ -97,7 +103,8 @@ class StripeGateway:
         params: dict[str, Any] = {
             "mode": request.mode,
             "line_items": [_line_item(request)],
-            "client_reference_id": str(request.order_id),
+            "client_reference_id": order_reference(request.install_id, request.order_id),
+            "customer": request.customer_id,
             "metadata": metadata,
             "success_url": request.success_url,
             "cancel_url": request.cancel_url,
@@ -115,7 +122,7 @@ class StripeGateway:
         try:
             session = await self._client.v1.checkout.sessions.create_async(
                 params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": f"checkout:{request.order_id}"},
+                options={"idempotency_key": f"checkout:{request.install_id}:{request.order_id}"},
             )
         except stripe.StripeError as exc:
             log.warning(
@@ -127,6 +134,22 @@ class StripeGateway:
         if not session.url:
             raise PaymentError("Stripe did not return a checkout link; please try again.")
         return CheckoutSession(id=session.id, url=session.url)
+
+    async def create_customer(self, install_id: str, user_id: int) -> str:
+        """The Stripe customer for a Discord user of this install (the idempotency key makes
+        a retry, or two checkouts racing, return the same one)."""
+        try:
+            customer = await self._client.v1.customers.create_async(
+                params={
+                    "description": f"Discord user {user_id}",
+                    "metadata": {"install_id": install_id, "discord_user_id": str(user_id)},
+                },
+                options={"idempotency_key": f"customer:{install_id}:{user_id}"},
+            )
+        except stripe.StripeError as exc:
+            log.warning("stripe refused to create a customer: %s", exc.__class__.__name__)
+            raise PaymentError(_user_message(exc)) from None
+        return customer.id
 
     async def portal_url(self, customer_id: str, return_url: str) -> str:
         """A short-lived Stripe Billing customer portal link."""

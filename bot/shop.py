@@ -257,26 +257,29 @@ class ShopService:
             )
             await tx.orders.update(order.id, checkout_expires_at=expires_at)
         base = self.settings.http.public_url
-        request = CheckoutRequest(
-            order_id=order.id,
-            guild_id=guild_id,
-            buyer_id=buyer_id,
-            recipient_id=recipient,
-            product_id=product.id,
-            product_name=product.name,
-            description=product.description,
-            amount=product.price_amount,
-            currency=product.currency,
-            mode="subscription" if product.kind == Kind.SUBSCRIPTION else "payment",
-            interval=product.interval,
-            trial_days=product.trial_days,
-            stripe_price_id=product.stripe_price_id,
-            allow_promotion_codes=product.allow_promotion_codes,
-            success_url=f"{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
-            cancel_url=f"{base}/checkout/cancel?order={order.id}",
-            expires_at=expires_at,
-        )
         try:
+            customer_id = await self.customer_of(buyer_id)
+            request = CheckoutRequest(
+                order_id=order.id,
+                install_id=self.store.install_id,
+                customer_id=customer_id,
+                guild_id=guild_id,
+                buyer_id=buyer_id,
+                recipient_id=recipient,
+                product_id=product.id,
+                product_name=product.name,
+                description=product.description,
+                amount=product.price_amount,
+                currency=product.currency,
+                mode="subscription" if product.kind == Kind.SUBSCRIPTION else "payment",
+                interval=product.interval,
+                trial_days=product.trial_days,
+                stripe_price_id=product.stripe_price_id,
+                allow_promotion_codes=product.allow_promotion_codes,
+                success_url=f"{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
+                cancel_url=f"{base}/checkout/cancel?order={order.id}",
+                expires_at=expires_at,
+            )
             session = await self.payments.create_checkout(request)
         except PaymentError as exc:
             async with self.store.transaction() as tx:
@@ -301,6 +304,16 @@ class ShopService:
             started = await tx.orders.get(order.id)
         assert started is not None
         return started, product
+
+    async def customer_of(self, user_id: int) -> str:
+        """The buyer's one Stripe customer, created at their first checkout and kept."""
+        async with self.store.reading() as tx:
+            known = await tx.customers.of_user(user_id)
+        if known is not None:
+            return known
+        created = await self.payments.create_customer(self.store.install_id, user_id)
+        async with self.store.transaction() as tx:
+            return await tx.customers.remember(user_id, created)
 
     async def _refuse_if_busy(
         self, tx: Tx, guild_id: int, buyer_id: int, recipient: int, product: Product

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,3 +65,20 @@ def stripe_id(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("id")
     return value if isinstance(value, str) and value else None
+
+
+_REFERENCE = re.compile(r"(?:([0-9a-f]{16})-)?([0-9]{1,18})")
+
+
+def order_reference(install_id: str, order_id: int) -> str:
+    """`client_reference_id` of our Checkout Sessions: `<install id>-<order id>`."""
+    return f"{install_id}-{order_id}"
+
+
+def parse_reference(value: Any) -> tuple[str | None, int] | None:
+    """(install id, order id) from a `client_reference_id`; the install id is None for
+    sessions made before install ids existed (a bare order id). None: not one of ours."""
+    if not isinstance(value, str):
+        return None
+    match = _REFERENCE.fullmatch(value)
+    return None if match is None else (match[1], int(match[2]))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.errors import EventRejected
+from bot.errors import EventRejected, ForeignEvent
 from bot.fulfilment import Fulfilment
 from bot.models import Order, OrderStatus
 from bot.store import Tx
-from bot.stripe_facts import stripe_id
+from bot.stripe_facts import parse_reference, stripe_id
 
 PAID_STATES = ("paid", "no_payment_required")
 
@@ -66,10 +66,12 @@ class CheckoutEvents:
     async def _order_for_session(self, tx: Tx, session: dict[str, Any]) -> Order:
         """Our order for this session, cross-checked; never trusts metadata alone."""
         session_id = session.get("id")
-        reference = session.get("client_reference_id")
+        reference = parse_reference(session.get("client_reference_id"))
+        if reference is not None and reference[0] not in (None, tx.install_id):
+            raise ForeignEvent(f"session {session_id} belongs to install {reference[0]}")
         order = None
-        if isinstance(reference, str) and reference.isdigit():
-            order = await tx.orders.get(int(reference))
+        if reference is not None:
+            order = await tx.orders.get(reference[1])
         if order is None and isinstance(session_id, str):
             order = await tx.orders.by_session(session_id)
         if order is None:

@@ -8,7 +8,7 @@ from typing import Any
 from bot.billing.checkout import CheckoutEvents
 from bot.billing.refunds import RefundEvents
 from bot.billing.subscriptions import SubscriptionEvents
-from bot.errors import EventRejected
+from bot.errors import EventRejected, ForeignEvent
 from bot.store import Tx
 
 __all__ = ["Dispatcher", "EventRejected", "Handler"]
@@ -47,4 +47,7 @@ class Dispatcher:
         handler = self.handlers.get(event["type"])
         if handler is None:
             return "ignored", None
-        return "processed", await handler(tx, event, event["data"]["object"])
+        try:
+            return "processed", await handler(tx, event, event["data"]["object"])
+        except ForeignEvent:
+            return "ignored", None

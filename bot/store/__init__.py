@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ import aiosqlite
 
 from bot.clock import Clock
 from bot.store.base import Duplicate
+from bot.store.customers import CustomerRepo
 from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
@@ -22,13 +24,18 @@ from bot.store.subscriptions import SubscriptionRepo
 
 __all__ = ["DatabaseTooNew", "Duplicate", "Store", "Tx"]
 
+INSTALL_ID = "install_id"
+
 
 class Tx:
     """The repositories, all bound to one open transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Clock) -> None:
+    def __init__(self, conn: aiosqlite.Connection, clock: Clock, install_id: str) -> None:
         self.conn = conn
         self.now = clock.now()
+        #: This install's id (SPEC §3): carried by every Stripe reference, metadata and key.
+        self.install_id = install_id
+        self.customers = CustomerRepo(conn, self.now)
         self.products = ProductRepo(conn, self.now)
         self.orders = OrderRepo(conn, self.now)
         self.entitlements = EntitlementRepo(conn, self.now)
@@ -75,9 +82,17 @@ class Store:
         #: Called after a transaction that made jobs due has committed (the worker's wake-up),
         #: so no caller has to remember to wake the worker itself.
         self.on_jobs_due: Callable[[], None] | None = None
+        self.install_id = ""  # set by open(): generated at the first start, then kept
 
     async def open(self) -> None:
         await self.db.open()
+        async with self.db.transaction() as conn:
+            tx = Tx(conn, self.clock, "")
+            install_id = await tx.get_meta(INSTALL_ID)
+            if install_id is None:
+                install_id = secrets.token_hex(8)
+                await tx.set_meta(INSTALL_ID, install_id)
+        self.install_id = install_id
 
     async def close(self) -> None:
         await self.db.close()
@@ -95,7 +110,7 @@ class Store:
     async def transaction(self) -> AsyncIterator[Tx]:
         """A write transaction (BEGIN IMMEDIATE); commits on success."""
         async with self.db.transaction() as conn:
-            tx = Tx(conn, self.clock)
+            tx = Tx(conn, self.clock, self.install_id)
             yield tx
         if tx.jobs.queued and self.on_jobs_due is not None:
             self.on_jobs_due()
@@ -104,4 +119,4 @@ class Store:
     async def reading(self) -> AsyncIterator[Tx]:
         """A read-only snapshot."""
         async with self.db.reading() as conn:
-            yield Tx(conn, self.clock)
+            yield Tx(conn, self.clock, self.install_id)

@@ -25,8 +25,10 @@ async def test_checkout_session_matches_the_order(world: World) -> None:
     session = world.stripe.sessions[order.stripe_session_id]
     assert session["mode"] == "payment"
     assert session["amount_total"] == 499 and session["currency"] == "usd"
-    assert session["client_reference_id"] == str(order.id)
+    install = world.store.install_id
+    assert session["client_reference_id"] == f"{install}-{order.id}"
     assert session["metadata"]["user_id"] == str(BUYER)
+    assert session["metadata"]["install_id"] == install
     pi_meta = world.stripe.requests_to("/v1/checkout/sessions", "POST")[0].params
     assert pi_meta["payment_intent_data"]["metadata"]["order_id"] == str(order.id)
     assert 30 * 60 <= session["expires_at"] - world.stripe.now() <= 32 * 60
