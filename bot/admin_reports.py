@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.models import AuditEntry, Entitlement, Job, Order, RoleGrant
 from bot.store import Store
@@ -26,7 +27,11 @@ class GuildProblems:
     failed_jobs: int
     failed_events: int
     last_webhook: str | None
+    oversold: int = 0  # orders paid after their product sold out, last OVERSOLD_WINDOW
 
+
+#: How far back /shop diagnose reports orders paid after their product sold out.
+OVERSOLD_WINDOW = timedelta(days=30)
 
 __all__ = ["AdminReports", "GuildProblems", "MemberReport", "ShopFigures"]
 
@@ -72,5 +77,6 @@ class AdminReports:
         async with self.store.reading() as tx:
             actions = await tx.products.role_actions_of_guild(guild_id)
             failed_jobs, failed_events, last_webhook = await tx.stats.problems(guild_id)
+            oversold = await tx.stats.oversold_since(guild_id, tx.now - OVERSOLD_WINDOW)
         role_ids = sorted({a.role_id for a in actions if a.role_id})
-        return GuildProblems(role_ids, failed_jobs, failed_events, last_webhook)
+        return GuildProblems(role_ids, failed_jobs, failed_events, last_webhook, oversold)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from bot.lifecycle import Lifecycle
 from bot.models import Kind, Order, OrderStatus, Stage
 from bot.planning import Planner
-from bot.shop import new_claim_code
+from bot.shop import close_unpaid, new_claim_code, reserve_stock
 from bot.store import Duplicate, Tx
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,12 @@ class Fulfilment:
         self.planner = planner
 
     async def order_paid(self, tx: Tx, order: Order, event_id: str) -> bool:
-        """pending/expired/failed → paid, with claim code, entitlement and jobs; once only."""
-        if order.status == OrderStatus.EXPIRED:
-            # The link had been given up on and its stock released; take it again.
-            await tx.products.take_stock(order.product_id)
+        """pending/expired/failed → paid, with claim code, entitlement and jobs; once only.
+
+        A pending order's stock reservation becomes the sale. An expired or failed one had
+        given its reservation back, so stock is taken again; when none is left the payment
+        is still honoured (the buyer gets what they paid for) and the admin is told.
+        """
         changed = False
         for _ in range(5):
             try:
@@ -47,6 +49,10 @@ class Fulfilment:
         if not changed:
             log.info("order %s already fulfilled; event %s changes nothing", order.id, event_id)
             return False
+        if order.status in (OrderStatus.EXPIRED, OrderStatus.FAILED):
+            shortage = await reserve_stock(tx, order)
+            if shortage is not None:
+                await self._oversold(tx, order, shortage, event_id)
         await tx.audit.add(
             "order.paid",
             guild_id=order.guild_id,
@@ -93,17 +99,28 @@ class Fulfilment:
         self, tx: Tx, order: Order, status: str, event_id: str, reason: str
     ) -> bool:
         """pending → failed/expired: the payment failed or the link expired; stock returns."""
-        changed = await tx.orders.update(
-            order.id, only_if_status=(OrderStatus.PENDING,), status=status, failure_reason=reason
+        return await close_unpaid(tx, order, status, reason, event_id)
+
+    async def _oversold(self, tx: Tx, order: Order, shortage: str, event_id: str) -> None:
+        """Tell the admin a payment came in for stock that was gone (audit row, shown by
+        /shop diagnose and /shop why, and a warning in the log)."""
+        product = await tx.products.get(order.product_id)
+        name = product.name if product else f"#{order.product_id}"
+        log.warning(
+            "order %s of %s was paid after it sold out (%s); delivered anyway: "
+            "add stock or license keys, or refund it",
+            order.id,
+            name,
+            shortage,
         )
-        if changed:
-            await tx.products.return_stock(order.product_id)
-            await tx.audit.add(
-                f"order.{status}",
-                guild_id=order.guild_id,
-                user_id=order.recipient_id,
-                order_id=order.id,
-                event_id=event_id,
-                reason=reason,
-            )
-        return changed
+        await tx.audit.add(
+            "order.oversold",
+            guild_id=order.guild_id,
+            user_id=order.recipient_id,
+            actor_id=order.buyer_id,
+            order_id=order.id,
+            event_id=event_id,
+            product_id=order.product_id,
+            product=name,
+            shortage=shortage,
+        )

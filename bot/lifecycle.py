@@ -31,15 +31,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from bot.access import CANCELED, EXPIRED, LAPSED, Access
 from bot.billing.refunds import SETTLED_ORDERS, Reversals
 from bot.models import Kind, Order, OrderStatus
+from bot.shop import close_unpaid
 from bot.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
 EXPIRY_BATCH = 100
+#: How long past its link's expiry a checkout stays pending, so Stripe's own
+#: `checkout.session.expired` (or a payment made in the last second) arrives first.
+STALE_CHECKOUT_GRACE = timedelta(minutes=10)
+#: The longest a Checkout Session can live (Stripe's default): for orders with no expiry stored.
+MAX_CHECKOUT_LIFETIME = timedelta(hours=24)
 
 
 class Lifecycle:
@@ -92,24 +99,51 @@ class Lifecycle:
             ended += await self.access.end(tx, order, entitlement, ending)
         return ended
 
+    async def close_stale_checkouts(self, tx: Tx, limit: int = EXPIRY_BATCH) -> int:
+        """Expire, on our side, pending orders whose checkout can no longer be paid (Stripe's
+        expiry event was lost, or the process died before the session was made), giving their
+        stock back. A payment that still arrives is honoured (`Fulfilment.order_paid`).
+
+        Returns how many orders were closed (at most `limit`).
+        """
+        stale = await tx.orders.stale_pending(
+            expired_before=tx.now - STALE_CHECKOUT_GRACE,
+            created_before=tx.now - MAX_CHECKOUT_LIFETIME - STALE_CHECKOUT_GRACE,
+            limit=limit,
+        )
+        closed = 0
+        for order in stale:
+            closed += await close_unpaid(
+                tx, order, OrderStatus.EXPIRED, "the checkout was abandoned"
+            )
+        return closed
+
 
 async def run_expiry(
     store: Store, lifecycle: Lifecycle, wake: Callable[[], None], interval: float = 30.0
 ) -> None:
-    """Forever: expire due access every `interval` seconds (and at once on start).
+    """Forever: expire due access and abandoned checkouts every `interval` seconds (and at
+    once on start).
 
-    The schedule is the entitlements table, so a restart loses nothing; `wake` tells the
-    delivery worker that revocations and notices were queued.
+    The schedule is the entitlements and orders tables, so a restart loses nothing; `wake`
+    tells the delivery worker that revocations and notices were queued.
     """
     while True:
-        ended = 0
+        ended = closed = 0
         try:
             async with store.transaction() as tx:
                 ended = await lifecycle.expire_due(tx)
         except Exception:
             log.exception("expiry pass failed; trying again in %.0f s", interval)
+        try:
+            async with store.transaction() as tx:
+                closed = await lifecycle.close_stale_checkouts(tx)
+        except Exception:
+            log.exception("closing abandoned checkouts failed; trying again in %.0f s", interval)
         if ended:
             log.info("ended %d expired entitlements", ended)
             wake()
-        if ended < EXPIRY_BATCH:
+        if closed:
+            log.info("closed %d abandoned checkouts; their stock is back", closed)
+        if ended < EXPIRY_BATCH and closed < EXPIRY_BATCH:
             await asyncio.sleep(interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -69,6 +70,60 @@ def checkout_lifetime(minutes: int) -> timedelta:
 def new_claim_code() -> str:
     raw = "".join(secrets.choice(CLAIM_ALPHABET) for _ in range(8))
     return f"{raw[:4]}-{raw[4:]}"
+
+
+# stock ---------------------------------------------------------------------------------
+#
+# A pending order holds one unit of its product (the `stock` column counts what is left
+# after those reservations) and, when the product delivers license keys, one key set aside
+# for it. The reservation is taken in the transaction that writes the pending order, kept
+# when the order is paid, and given back when it fails, expires, or is abandoned
+# (`close_unpaid`). A payment for an order whose reservation was already given back takes
+# stock again; if none is left the buyer is still served, and the admin is told.
+
+SOLD_OUT = "sold out"
+NO_FREE_KEY = "no free license key"
+
+
+async def reserve_stock(tx: Tx, order: Order) -> str | None:
+    """Hold one unit (and a license key if the product delivers them) for `order`.
+
+    None when held; else why not (`SOLD_OUT`, `NO_FREE_KEY`). Whatever could be taken
+    stays taken: the caller rolls back (checkout) or honours the sale anyway (payment).
+    """
+    shortage = None
+    if not await tx.products.take_stock(order.product_id):
+        shortage = SOLD_OUT
+    if await tx.products.delivers_licenses(order.product_id) and not (
+        await tx.products.reserve_license(order.product_id, order.id)
+    ):
+        shortage = shortage or NO_FREE_KEY
+    return shortage
+
+
+async def close_unpaid(
+    tx: Tx, order: Order, status: str, reason: str, event_id: str | None = None
+) -> bool:
+    """pending → failed/expired, and its stock and license key given back; once only.
+
+    Compare-and-set on `pending`, so a late or repeated close changes nothing (and never
+    touches an order that was paid meanwhile). Returns whether the order changed.
+    """
+    changed = await tx.orders.update(
+        order.id, only_if_status=(OrderStatus.PENDING,), status=status, failure_reason=reason
+    )
+    if changed:
+        await tx.products.return_stock(order.product_id)
+        await tx.products.release_license(order.id)
+        await tx.audit.add(
+            f"order.{status}",
+            guild_id=order.guild_id,
+            user_id=order.recipient_id,
+            order_id=order.id,
+            event_id=event_id,
+            reason=reason,
+        )
+    return changed
 
 
 def _clean_name(name: str) -> str:
@@ -208,6 +263,12 @@ class ShopService:
         async with self.store.reading() as tx:
             return await tx.products.list(guild_id, active_only=active_only)
 
+    async def units_left(self, product_id: int) -> int | None:
+        """How many can still be bought (None = unlimited; 0 = sold out), net of open
+        checkouts and, for license keys, of keys held by them."""
+        async with self.store.reading() as tx:
+            return await tx.products.units_left(product_id)
+
     async def product_roles(self, product_id: int) -> list[int]:
         async with self.store.reading() as tx:
             actions = await tx.products.actions(product_id, "on_purchase")
@@ -237,7 +298,11 @@ class ShopService:
     ) -> tuple[Order, Product]:
         """Create a pending order and its Stripe Checkout Session; return the order with its URL.
 
-        On a Stripe error the order is marked failed and its stock returned.
+        The order and its stock reservation are written in one transaction: when none is
+        left (or no free license key) nothing is written and the buyer is told it is sold
+        out. If the session cannot be created (Stripe error, cancellation, anything) the
+        order is marked failed and its reservation given back; a process that died here
+        leaves a pending order that the expiry loop closes once its link's time is up.
         """
         product = await self.resolve_product(guild_id, ref, for_sale=True)
         recipient = gift_to or buyer_id
@@ -245,8 +310,6 @@ class ShopService:
         expires_at = now + checkout_lifetime(self.settings.shop.checkout_expiry_minutes)
         async with self.store.transaction() as tx:
             await self._refuse_if_busy(tx, guild_id, buyer_id, recipient, product)
-            if not await tx.products.take_stock(product.id):
-                raise Conflict(f"**{product.name}** is sold out.")
             order = await tx.orders.create(
                 guild_id=guild_id,
                 buyer_id=buyer_id,
@@ -255,6 +318,8 @@ class ShopService:
                 amount=product.price_amount,
                 currency=product.currency,
             )
+            if await reserve_stock(tx, order) is not None:
+                raise Conflict(f"**{product.name}** is sold out.")  # rolls the order back
             await tx.orders.update(order.id, checkout_expires_at=expires_at)
         base = self.settings.http.public_url
         try:
@@ -281,15 +346,14 @@ class ShopService:
                 expires_at=expires_at,
             )
             session = await self.payments.create_checkout(request)
-        except PaymentError as exc:
-            async with self.store.transaction() as tx:
-                await tx.orders.update(
-                    order.id,
-                    only_if_status=(OrderStatus.PENDING,),
-                    status=OrderStatus.FAILED,
-                    failure_reason=exc.user_message,
-                )
-                await tx.products.return_stock(product.id)
+        except BaseException as exc:
+            reason = (
+                exc.user_message
+                if isinstance(exc, PaymentError)
+                else "the checkout could not be created"
+            )
+            # Shielded: a cancellation (shutdown, a closed interaction) must not skip it.
+            await asyncio.shield(self._abandon(order, reason))
             raise
         async with self.store.transaction() as tx:
             await tx.orders.update(order.id, stripe_session_id=session.id, checkout_url=session.url)
@@ -314,6 +378,15 @@ class ShopService:
         created = await self.payments.create_customer(self.store.install_id, user_id)
         async with self.store.transaction() as tx:
             return await tx.customers.remember(user_id, created)
+
+    async def _abandon(self, order: Order, reason: str) -> None:
+        """The session was never created: fail the order and give its stock back."""
+        try:
+            async with self.store.transaction() as tx:
+                await close_unpaid(tx, order, OrderStatus.FAILED, reason)
+        except Exception:
+            # The expiry loop closes it later (the order stays pending until then).
+            log.exception("could not close order %s after its checkout failed", order.id)
 
     async def _refuse_if_busy(
         self, tx: Tx, guild_id: int, buyer_id: int, recipient: int, product: Product

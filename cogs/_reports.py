@@ -135,4 +135,13 @@ async def diagnose_guild(bot: ShopBot, guild: discord.Guild) -> list[tuple[bool,
     checks.append((last_webhook is not None, f"Last Stripe webhook: {last_webhook or 'never'}"))
     checks.append((failed_jobs == 0, f"{failed_jobs} failed deliveries (see /shop queue)"))
     checks.append((failed_events == 0, f"{failed_events} Stripe events not applied"))
+    if problems.oversold:
+        checks.append(
+            (
+                False,
+                f"{problems.oversold} orders were paid after their product sold out (last 30 "
+                "days) and delivered anyway: add stock or license keys, or refund them "
+                "(details in /shop why)",
+            )
+        )
     return checks

@@ -161,8 +161,9 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         for p in products[:25]:
             roles = await self.bot.shop.product_roles(p.id)
             parts = [self.bot.shop.describe_price(p), "for sale" if p.active else "paused"]
-            if p.stock is not None:
-                parts.append(f"{p.stock} left")
+            left = await self.bot.shop.units_left(p.id)
+            if left is not None:
+                parts.append(f"{left} left" if left else "sold out")
             if roles:
                 parts.append(" ".join(f"<@&{r}>" for r in roles))
             embed.add_field(name=f"{p.name} (#{p.id})", value=" · ".join(parts), inline=False)

@@ -104,14 +104,14 @@ class Buyer(commands.Cog):
         products = await self.bot.shop.list_products(interaction.guild_id, active_only=True)
         if not products:
             raise NotFound("This shop has nothing for sale yet.")
-        options = [
-            discord.SelectOption(
-                label=p.name[:100],
-                value=str(p.id),
-                description=self.bot.shop.describe_price(p)[:100],
+        options = []
+        for p in products[:25]:
+            price = self.bot.shop.describe_price(p)
+            if await self.bot.shop.units_left(p.id) == 0:
+                price += " · sold out"
+            options.append(
+                discord.SelectOption(label=p.name[:100], value=str(p.id), description=price[:100])
             )
-            for p in products[:25]
-        ]
         await reply(
             interaction, "What would you like to buy?", view=ProductPicker(self.bot, options)
         )

@@ -95,6 +95,19 @@ class OrderRepo(Repo):
         )
         return [Order.from_row(row) for row in rows]
 
+    async def stale_pending(
+        self, *, expired_before: datetime, created_before: datetime, limit: int = 100
+    ) -> list[Order]:
+        """Pending orders whose checkout can no longer be paid: the link expired before
+        `expired_before`, or (no expiry stored) the order was created before `created_before`.
+        Oldest first."""
+        rows = await self._all(
+            "SELECT * FROM orders WHERE status='pending' AND (checkout_expires_at <= ?"
+            " OR (checkout_expires_at IS NULL AND created_at <= ?)) ORDER BY id LIMIT ?",
+            (opt_iso(expired_before), opt_iso(created_before), limit),
+        )
+        return [Order.from_row(row) for row in rows]
+
     async def of_member(self, guild_id: int, user_id: int, limit: int = 25) -> list[Order]:
         """Orders the member bought or received, newest first (abandoned checkouts left out)."""
         rows = await self._all(

@@ -91,7 +91,10 @@ class ProductRepo(Repo):
         )
 
     async def take_stock(self, product_id: int) -> bool:
-        """Decrement limited stock by one; False when none is left (unlimited → True)."""
+        """Decrement limited stock by one; False when none is left (unlimited → True).
+
+        One conditional UPDATE, so two buyers racing for the last unit cannot both get it.
+        """
         changed = await self._changed(
             "UPDATE products SET stock = stock - 1 WHERE id=? AND stock IS NOT NULL AND stock > 0",
             (product_id,),
@@ -106,6 +109,26 @@ class ProductRepo(Repo):
         await self.conn.execute(
             "UPDATE products SET stock = stock + 1 WHERE id=? AND stock IS NOT NULL", (product_id,)
         )
+
+    async def delivers_licenses(self, product_id: int) -> bool:
+        """Whether a purchase of the product hands out a license key (a live on_purchase
+        deliver_license action): then its free keys limit how many can be sold."""
+        row = await self._one(
+            "SELECT 1 FROM actions WHERE product_id=? AND type='deliver_license'"
+            " AND stage='on_purchase' AND removed=0 LIMIT 1",
+            (product_id,),
+        )
+        return row is not None
+
+    async def units_left(self, product_id: int) -> int | None:
+        """How many more can be sold now (None = unlimited): the stock left, and for a
+        product that delivers license keys no more than its free (unreserved) keys."""
+        row = await self._one("SELECT stock FROM products WHERE id=?", (product_id,))
+        left = None if row is None or row[0] is None else int(row[0])
+        if await self.delivers_licenses(product_id):
+            keys = await self.free_licenses(product_id)
+            left = keys if left is None else min(left, keys)
+        return left
 
     # actions -------------------------------------------------------------------------
 
@@ -173,23 +196,49 @@ class ProductRepo(Repo):
         )
         return cursor.rowcount > 0
 
+    async def reserve_license(self, product_id: int, order_id: int) -> bool:
+        """Set aside the oldest free key for an order at checkout (not delivered yet).
+
+        True if the order holds a key now (already had one, or got one); False if none is
+        free. One conditional UPDATE, and `license_keys.order_id` is unique, so two
+        checkouts never hold the same key.
+        """
+        row = await self._one("SELECT 1 FROM license_keys WHERE order_id=?", (order_id,))
+        if row is not None:
+            return True
+        return (
+            await self._changed(
+                "UPDATE license_keys SET order_id=? WHERE id = (SELECT id FROM license_keys"
+                " WHERE product_id=? AND order_id IS NULL ORDER BY id LIMIT 1)",
+                (order_id, product_id),
+            )
+            > 0
+        )
+
+    async def release_license(self, order_id: int) -> None:
+        """An unpaid order gives back the key it held, unless that key was delivered."""
+        await self.conn.execute(
+            "UPDATE license_keys SET order_id=NULL WHERE order_id=? AND delivered_at IS NULL",
+            (order_id,),
+        )
+
     async def assign_license(self, product_id: int, order_id: int) -> str | None:
-        """The order's key: the one it already has, else the oldest free one (None if none).
+        """The order's key, marked delivered: the one it holds (reserved at checkout or
+        delivered before), else the oldest free one (None if none is free).
 
         `license_keys.order_id` is unique, so a key is handed out exactly once.
         """
-        row = await self._one("SELECT key FROM license_keys WHERE order_id=?", (order_id,))
-        if row is not None:
-            return str(row[0])
+        if not await self.reserve_license(product_id, order_id):
+            return None
         await self.conn.execute(
-            "UPDATE license_keys SET order_id=?, delivered_at=? WHERE id = (SELECT id FROM"
-            " license_keys WHERE product_id=? AND order_id IS NULL ORDER BY id LIMIT 1)",
-            (order_id, self.now_iso, product_id),
+            "UPDATE license_keys SET delivered_at=? WHERE order_id=? AND delivered_at IS NULL",
+            (self.now_iso, order_id),
         )
         row = await self._one("SELECT key FROM license_keys WHERE order_id=?", (order_id,))
         return None if row is None else str(row[0])
 
     async def free_licenses(self, product_id: int) -> int:
+        """Keys neither delivered nor held by an open checkout."""
         row = await self._one(
             "SELECT COUNT(*) FROM license_keys WHERE product_id=? AND order_id IS NULL",
             (product_id,),

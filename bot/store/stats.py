@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from bot.clock import iso
 from bot.models import AuditEntry, Entitlement, RoleGrant
 from bot.store.base import Repo
 
@@ -73,6 +75,15 @@ class StatsRepo(Repo):
             (guild_id, user_id),
         )
         return [AuditEntry.from_row(row) for row in rows]
+
+    async def oversold_since(self, guild_id: int, since: datetime) -> int:
+        """Orders of the guild paid after their product had sold out, since `since`."""
+        row = await self._one(
+            "SELECT COUNT(*) FROM audit_log WHERE guild_id=? AND kind='order.oversold'"
+            " AND created_at >= ?",
+            (guild_id, iso(since)),
+        )
+        return int(row[0]) if row else 0
 
     async def problems(self, guild_id: int) -> tuple[int, int, str | None]:
         """(failed jobs, failed webhook events overall, time of the last webhook received)."""
