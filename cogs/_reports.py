@@ -132,9 +132,21 @@ async def diagnose_guild(bot: ShopBot, guild: discord.Guild) -> list[tuple[bool,
                 "deliver webhooks; check http.public_url and your proxy",
             )
         )
-    checks.append((last_webhook is not None, f"Last Stripe webhook: {last_webhook or 'never'}"))
+    checks.append(
+        (
+            True,
+            f"Last Stripe event for this server: {last_webhook}"
+            if last_webhook
+            else "No Stripe event for this server yet (none is expected before a sale)",
+        )
+    )
     checks.append((failed_jobs == 0, f"{failed_jobs} failed deliveries (see /shop queue)"))
-    checks.append((failed_events == 0, f"{failed_events} Stripe events not applied"))
+    checks.append(
+        (
+            failed_events == 0,
+            f"{failed_events} Stripe events for this server not applied (`shopbot events retry`)",
+        )
+    )
     if problems.oversold:
         checks.append(
             (

@@ -86,12 +86,21 @@ class StatsRepo(Repo):
         return int(row[0]) if row else 0
 
     async def problems(self, guild_id: int) -> tuple[int, int, str | None]:
-        """(failed jobs, failed webhook events overall, time of the last webhook received)."""
+        """(failed jobs, failed Stripe events, time of the last webhook received) — all of
+        this guild only. An event is the guild's when it concerns one of its orders, or (not
+        matched to an order) its metadata names the guild; no other guild's figure shows."""
         failed_jobs = await self._one(
             "SELECT COUNT(*) FROM delivery_jobs WHERE guild_id=? AND status='failed'", (guild_id,)
         )
-        failed_events = await self._one("SELECT COUNT(*) FROM webhook_events WHERE status='failed'")
-        last = await self._one("SELECT MAX(received_at) FROM webhook_events")
+        of_guild = (
+            " FROM webhook_events w LEFT JOIN orders o ON o.id = w.order_id"
+            " WHERE (o.guild_id = ? OR (w.order_id IS NULL AND"
+            " json_extract(w.payload, '$.data.object.metadata.guild_id') = ?))"
+        )
+        failed_events = await self._one(
+            "SELECT COUNT(*)" + of_guild + " AND w.status='failed'", (guild_id, str(guild_id))
+        )
+        last = await self._one("SELECT MAX(w.received_at)" + of_guild, (guild_id, str(guild_id)))
         return (
             int(failed_jobs[0]) if failed_jobs else 0,
             int(failed_events[0]) if failed_events else 0,
