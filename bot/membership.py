@@ -7,7 +7,7 @@ import logging
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.fulfilment import Fulfilment
 from bot.models import JobStatus, OrderStatus
-from bot.planning import Planner
+from bot.planning import NOTICE_KINDS, Planner
 from bot.shop import CLAIM_ALPHABET, Purchases
 from bot.store import Store, Tx
 
@@ -43,7 +43,7 @@ class MemberService:
         return Purchases(
             orders=[(o, products.get(o.product_id)) for o in orders],
             entitlements=[(e, products.get(e.product_id)) for e in entitlements],
-            pending_jobs=[j for j in jobs if j.kind != "receipt"],
+            pending_jobs=[j for j in jobs if j.kind not in NOTICE_KINDS],
         )
 
     async def claim(self, guild_id: int, user_id: int, code: str | None) -> str:

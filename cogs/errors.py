@@ -22,6 +22,11 @@ class NotShopAdmin(app_commands.CheckFailure):
 async def on_app_command_error(
     interaction: discord.Interaction, error: app_commands.AppCommandError
 ) -> None:
+    await report_error(interaction, error)
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """Tell the user, ephemerally, what went wrong (commands and components alike)."""
     original = getattr(error, "original", error)
     if isinstance(original, ShopError):
         message = original.user_message
