@@ -163,7 +163,7 @@ class Buyer(commands.Cog):
         name="claim", description="Claim an order by code, or deliver what is pending"
     )
     @app_commands.guild_only()
-    @app_commands.describe(code="The claim code from your receipt (like ABCD-EF23)")
+    @app_commands.describe(code="The claim code from your receipt (like ABCD-EFGH-JKLM-NPQR)")
     async def claim(self, interaction: discord.Interaction, code: str | None = None) -> None:
         assert interaction.guild_id is not None
         message = await self.bot.members_service.claim(

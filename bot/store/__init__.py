@@ -11,6 +11,7 @@ import aiosqlite
 
 from bot.clock import Clock
 from bot.store.base import Duplicate
+from bot.store.claims import ClaimAttemptRepo
 from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
@@ -38,6 +39,7 @@ class Tx:
         self.roles = RoleRepo(conn, self.now)
         self.audit = AuditRepo(conn, self.now)
         self.subscriptions = SubscriptionRepo(conn, self.now)
+        self.claims = ClaimAttemptRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

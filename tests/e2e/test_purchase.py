@@ -229,12 +229,14 @@ async def test_gift_menu_keeps_recipient(shop: Shop) -> None:
 
 
 async def test_claim_code_refused_for_someone_else(shop: Shop) -> None:
-    """The buyer's claim code cannot be taken by another member."""
+    """The buyer's claim code cannot be taken by another member (who is told no such code
+    exists here)."""
     await shop.add_product()
     await shop.pay(await shop.buy())
     await shop.wait(lambda: shop.bot.scalar("SELECT claim_code FROM orders"), "claim code")
     code = shop.bot.scalar("SELECT claim_code FROM orders")
     reply = await shop.command(FRIEND, "claim", {"code": code})
-    assert "already been claimed" in text_of(reply)
+    assert "No order here has that claim code" in text_of(reply)
     reply = await shop.command(BUYER, "claim", {"code": code})
     assert "already yours" in text_of(reply)
+
