@@ -29,6 +29,16 @@ HELP = """**Buying**
 `/shop queue`."""
 
 
+#: (uses, seconds) per member and guild: a person never needs more; Stripe and the database
+#: are spared a script's flood. Wrong claim codes have their own, durable limit.
+BUY_COOLDOWN = (3, 30.0)
+CLAIM_COOLDOWN = (5, 60.0)
+
+
+def per_member(interaction: discord.Interaction) -> tuple[int | None, int]:
+    return (interaction.guild_id, interaction.user.id)
+
+
 async def product_autocomplete(
     interaction: discord.Interaction, current: str
 ) -> list[app_commands.Choice[str]]:
@@ -124,6 +134,7 @@ class Buyer(commands.Cog):
 
     @app_commands.command(name="buy", description="Buy a product from this server's shop")
     @app_commands.guild_only()
+    @app_commands.checks.cooldown(*BUY_COOLDOWN, key=per_member)
     @app_commands.describe(product="What to buy", gift_to="Buy it as a gift for this member")
     @app_commands.autocomplete(product=product_autocomplete)
     async def buy(
@@ -163,6 +174,7 @@ class Buyer(commands.Cog):
         name="claim", description="Claim an order by code, or deliver what is pending"
     )
     @app_commands.guild_only()
+    @app_commands.checks.cooldown(*CLAIM_COOLDOWN, key=per_member)
     @app_commands.describe(code="The claim code from your receipt (like ABCD-EFGH-JKLM-NPQR)")
     async def claim(self, interaction: discord.Interaction, code: str | None = None) -> None:
         assert interaction.guild_id is not None

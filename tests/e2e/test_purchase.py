@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from tests.harness import WEBHOOK_SECRET
 from tests.shop import BUYER, FRIEND, STRANGER, Shop, checkout_url, text_of
@@ -240,3 +241,25 @@ async def test_claim_code_refused_for_someone_else(shop: Shop) -> None:
     reply = await shop.command(BUYER, "claim", {"code": code})
     assert "already yours" in text_of(reply)
 
+
+async def test_buy_and_claim_cooldowns(shop: Shop) -> None:
+    """Past its per-member cooldown /buy or /claim answers, ephemerally, how many seconds to
+    wait and changes nothing; another member is not slowed down."""
+    await shop.add_product("VIP", "4.99")
+    for _ in range(3):
+        await shop.buy(BUYER)
+    reply = await shop.command(BUYER, "buy", {"product": "VIP"})
+    wait = re.search(r"`/buy` too fast; try again in (\d+) seconds?", text_of(reply))
+    assert wait and 1 <= int(wait[1]) <= 30, text_of(reply)
+    assert checkout_url(reply) is None
+    assert shop.bot.scalar("SELECT COUNT(*) FROM orders") == 3
+    await shop.buy(FRIEND)
+    for _ in range(5):
+        reply = await shop.command(BUYER, "claim")
+        assert "Nothing is waiting" in text_of(reply)
+    reply = await shop.command(BUYER, "claim", {"code": "ABCD-EFGH-JKLM-NPQR"})
+    wait = re.search(r"`/claim` too fast; try again in (\d+) seconds?", text_of(reply))
+    assert wait and 1 <= int(wait[1]) <= 60, text_of(reply)
+    assert shop.bot.scalar("SELECT COUNT(*) FROM claim_attempts") == 0  # the code was not tried
+    reply = await shop.command(FRIEND, "claim")
+    assert "Nothing is waiting" in text_of(reply)
