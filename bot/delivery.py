@@ -18,8 +18,8 @@ from typing import Protocol
 
 from bot.clock import Clock
 from bot.errors import MemberMissing, PermanentFailure, TransientFailure
-from bot.messages import receipt_text
-from bot.models import EntitlementStatus, Job, JobStatus
+from bot.messages import gift_text, receipt_text
+from bot.models import EntitlementStatus, Job, JobStatus, Order, Product
 from bot.planning import Planner
 from bot.store import Store
 from bot.tasks import TaskGroup, wait_event
@@ -71,6 +71,7 @@ class DeliveryWorker:
         self._handlers: dict[str, Callable[[Job], Awaitable[object]]] = {
             "grant_role": self._grant_role,
             "receipt": self._receipt,
+            "gift": self._gift,
             "send_message": self._send_message,
             "kick": self._kick,
             "ban": self._ban,
@@ -245,6 +246,17 @@ class DeliveryWorker:
         return True
 
     async def _receipt(self, job: Job) -> None:
+        """The buyer's DM once an order's delivery has run."""
+        await self._order_dm(job, "receipt", receipt_text)
+
+    async def _gift(self, job: Job) -> None:
+        """The recipient's DM once a gift's delivery has run (job.user_id is the recipient)."""
+        await self._order_dm(job, "gift notice", gift_text)
+
+    async def _order_dm(
+        self, job: Job, what: str, render: Callable[[Order, Product, list[Job]], str]
+    ) -> None:
+        """DM `job.user_id` about the job's order, naming any delivery of it that failed."""
         async with self.store.reading() as tx:
             order = await tx.orders.get(job.order_id or 0)
             product = await tx.products.get(order.product_id) if order else None
@@ -254,12 +266,12 @@ class DeliveryWorker:
                 else []
             )
         if order is None or product is None:
-            raise PermanentFailure("the order behind this receipt is gone")
+            raise PermanentFailure(f"the order behind this {what} is gone")
         failed = [j for j in jobs if j.order_id == order.id and j.status == JobStatus.FAILED]
         try:
-            await self.discord.send_dm(order.buyer_id, receipt_text(order, product, failed))
+            await self.discord.send_dm(job.user_id, render(order, product, failed))
         except PermanentFailure as exc:  # DMs closed: the purchase itself is fine
-            log.info("receipt for order %s not delivered: %s", order.id, exc)
+            log.info("%s for order %s not delivered: %s", what, order.id, exc)
 
     async def _send_message(self, job: Job) -> None:
         text = str(job.payload.get("message") or "")

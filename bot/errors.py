@@ -27,6 +27,10 @@ class Conflict(ShopError):
     """The request clashes with existing state (duplicate, already active, claimed)."""
 
 
+class TooManyAttempts(ShopError):
+    """The caller has tried too often; nothing was looked at or changed."""
+
+
 class PaymentError(ShopError):
     """Stripe refused or could not be reached; nothing was half-done."""
 

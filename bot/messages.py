@@ -25,6 +25,22 @@ def receipt_text(order: Order, product: Product, failed: list[Job]) -> str:
     return "\n".join(lines)
 
 
+def gift_text(order: Order, product: Product, failed: list[Job]) -> str:
+    """The DM the recipient of a gift gets once delivery of the order has run."""
+    lines = [
+        f"🎁 <@{order.buyer_id}> bought you **{product.name}** as a gift!",
+        f"Order #{order.id}.",
+    ]
+    if failed:
+        lines.append(
+            "Part of it could not be delivered yet; the server's admins can see why in "
+            "`/shop queue` and will retry it. You can also run `/claim` later."
+        )
+    else:
+        lines.append("It has been delivered to you. See `/purchases` any time.")
+    return "\n".join(lines)
+
+
 def access_ended_text(product_name: str, reason: str) -> str:
     """The DM a member gets when their access ends (expiry, lapse, cancellation)."""
     why = {

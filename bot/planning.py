@@ -10,6 +10,7 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
       subject = "order:" id | "entitlement:" id | "invoice:" stripe_id
       effect  = stage ":action:" action_id              a product action of a stage
               | "receipt"                               the buyer's DM receipt
+              | "gift"                                  the recipient's DM: a gift arrived
               | "revoke:role:" role_id                  taking a role back
               | "restore:action:" action_id             re-granting after a lapse
               | "notice:" topic                         a DM notice (ended, granted, …)
@@ -36,6 +37,8 @@ from bot.store.roles import WantedRole
 
 #: Payload stages of jobs that deliver access (on purchase, on rejoin); ending access cancels them.
 PURCHASE_STAGES = (Stage.ON_PURCHASE.value, "rejoin", "reconcile", "restore")
+#: Job kinds that tell people about an order once its delivery has run (not deliveries).
+NOTICE_KINDS = ("receipt", "gift")
 
 
 def _cycle(cycle: int) -> str:
@@ -53,6 +56,10 @@ class Keys:
     @staticmethod
     def receipt(order_id: int) -> str:
         return f"order:{order_id}:receipt"
+
+    @staticmethod
+    def gift(order_id: int) -> str:
+        return f"order:{order_id}:gift"
 
     @staticmethod
     def revoke(entitlement: Entitlement, role_id: int) -> str:
@@ -130,8 +137,10 @@ class Planner:
         return queued
 
     async def receipt(self, tx: Tx, order: Order) -> int:
-        """The buyer's DM receipt, once per order whoever asks."""
-        return await self._enqueue(
+        """The buyer's DM receipt, once per order whoever asks; for a gift (the order's
+        recipient is not its buyer) the recipient's DM too, also once (SPEC §4: both are
+        told)."""
+        queued = await self._enqueue(
             tx,
             guild_id=order.guild_id,
             user_id=order.buyer_id,
@@ -139,6 +148,16 @@ class Planner:
             order_id=order.id,
             dedupe_key=Keys.receipt(order.id),
         )
+        if order.recipient_id is not None and order.recipient_id != order.buyer_id:
+            queued += await self._enqueue(
+                tx,
+                guild_id=order.guild_id,
+                user_id=order.recipient_id,
+                kind="gift",
+                order_id=order.id,
+                dedupe_key=Keys.gift(order.id),
+            )
+        return queued
 
     async def after_job(self, tx: Tx, job: Job) -> int:
         """A job ended: when it was an order's last open on_purchase job, queue the receipt."""
@@ -146,7 +165,9 @@ class Planner:
             return 0
         statuses = (JobStatus.PENDING, JobStatus.RUNNING)
         open_jobs = await tx.jobs.of_member(job.guild_id, job.user_id, statuses)
-        if any(other.order_id == job.order_id and other.kind != "receipt" for other in open_jobs):
+        if any(
+            other.order_id == job.order_id and other.kind not in NOTICE_KINDS for other in open_jobs
+        ):
             return 0
         order = await tx.orders.get(job.order_id)
         return 0 if order is None else await self.receipt(tx, order)

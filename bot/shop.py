@@ -32,7 +32,10 @@ MAX_NAME = 80
 MAX_DESCRIPTION = 500
 MAX_STOCK = 1_000_000
 MAX_DAYS = 3650
+#: 32 symbols (5 bits each) without the look-alikes 0/O and 1/I.
 CLAIM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CLAIM_GROUPS = 4  # of 4 symbols: 16 × 5 = 80 bits of randomness (SPEC §3: ≥ 64)
+LEGACY_CLAIM_LENGTH = 8  # codes issued before: 40 bits, still accepted
 _PRODUCT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is True
 
 
@@ -68,8 +71,14 @@ def checkout_lifetime(minutes: int) -> timedelta:
 
 
 def new_claim_code() -> str:
-    raw = "".join(secrets.choice(CLAIM_ALPHABET) for _ in range(8))
-    return f"{raw[:4]}-{raw[4:]}"
+    """A fresh claim code like `ABCD-EFGH-JKLM-NPQR`, drawn from `secrets`."""
+    raw = "".join(secrets.choice(CLAIM_ALPHABET) for _ in range(CLAIM_GROUPS * 4))
+    return format_claim_code(raw)
+
+
+def format_claim_code(raw: str) -> str:
+    """Symbols → the stored form: groups of four joined by dashes."""
+    return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
 
 
 # stock ---------------------------------------------------------------------------------

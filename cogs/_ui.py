@@ -36,7 +36,7 @@ def checkout_view(url: str) -> discord.ui.View:
 
 
 def checkout_embed(
-    order: Order, product: Product, price: str, minutes: int, gift_to: discord.abc.User | None
+    order: Order, product: Product, price: str, minutes: int, gift_to: int | None
 ) -> discord.Embed:
     embed = discord.Embed(
         title=f"Buy {product.name}", colour=BRAND, description=product.description or None
@@ -44,7 +44,7 @@ def checkout_embed(
     embed.add_field(name="Price", value=price)
     embed.add_field(name="Order", value=f"#{order.id}")
     if gift_to is not None:
-        embed.add_field(name="Gift for", value=gift_to.mention, inline=False)
+        embed.add_field(name="Gift for", value=f"<@{gift_to}>", inline=False)
     embed.set_footer(text=f"This link is only for you and expires in {minutes} minutes.")
     return embed
 

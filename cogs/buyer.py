@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.ui import View
 
-from bot.errors import InvalidInput, NotFound
+from bot.errors import Forbidden, InvalidInput, NotFound
 from cogs._ui import checkout_embed, checkout_view, purchases_embed, reply
+from cogs.errors import report_error
 
 if TYPE_CHECKING:
     from bot.app import ShopBot
@@ -24,6 +27,16 @@ HELP = """**Buying**
 
 **Admins**: `/shop product add|edit|remove|list`, `/shop grant|revoke`, `/shop refund`,
 `/shop queue`."""
+
+
+#: (uses, seconds) per member and guild: a person never needs more; Stripe and the database
+#: are spared a script's flood. Wrong claim codes have their own, durable limit.
+BUY_COOLDOWN = (3, 30.0)
+CLAIM_COOLDOWN = (5, 60.0)
+
+
+def per_member(interaction: discord.Interaction) -> tuple[int | None, int]:
+    return (interaction.guild_id, interaction.user.id)
 
 
 async def product_autocomplete(
@@ -42,31 +55,61 @@ async def product_autocomplete(
     ][:25]
 
 
-class ProductSelect(discord.ui.Select["ProductPicker"]):
-    """Select menu shown by /buy without a product."""
+class ProductPick(
+    discord.ui.DynamicItem[discord.ui.Select],
+    template=r"shop:pick:(?P<buyer>[0-9]{1,20}):(?P<gift>[0-9]{1,20})",
+):
+    """The select menu /buy shows without a product. Its custom_id carries the buyer and the
+    gift's recipient (0: none), so the choice starts the checkout /buy was asked for — also
+    after a restart — and only for the member who ran /buy."""
 
-    def __init__(self, bot: ShopBot, options: list[discord.SelectOption]) -> None:
-        super().__init__(placeholder="Choose a product", options=options)
-        self.bot = bot
+    def __init__(
+        self, buyer_id: int, gift_to: int | None, options: list[discord.SelectOption] | None = None
+    ) -> None:
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"shop:pick:{buyer_id}:{gift_to or 0}",
+                placeholder="Choose a product",
+                options=options or [],
+            )
+        )
+        self.buyer_id = buyer_id
+        self.gift_to = gift_to
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Select,  # type: ignore[override]
+        match: re.Match[str],
+    ) -> ProductPick:
+        gift = int(match["gift"])
+        return cls(int(match["buyer"]), gift or None, list(item.options))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await send_checkout(self.bot, interaction, self.values[0], None)
+        bot: ShopBot = interaction.client  # type: ignore[assignment]
+        try:
+            if interaction.user.id != self.buyer_id:
+                raise Forbidden("This menu belongs to someone else's `/buy`; run `/buy` yourself.")
+            await send_checkout(bot, interaction, self.item.values[0], self.gift_to)
+        except Exception as exc:  # a component's errors never reach the tree's handler
+            await report_error(interaction, exc)
 
 
-class ProductPicker(discord.ui.View):
-    def __init__(self, bot: ShopBot, options: list[discord.SelectOption]) -> None:
-        super().__init__(timeout=300)
-        self.add_item(ProductSelect(bot, options))
+def picker_view(buyer_id: int, gift_to: int | None, options: list[discord.SelectOption]) -> View:
+    view = View(timeout=None)
+    view.add_item(ProductPick(buyer_id, gift_to, options))
+    return view
 
 
 async def send_checkout(
-    bot: ShopBot, interaction: discord.Interaction, ref: str, gift_to: discord.Member | None
+    bot: ShopBot, interaction: discord.Interaction, ref: str, gift_to: int | None
 ) -> None:
     """Create the checkout (Stripe may be slow: defer first) and reply with a link button."""
     assert interaction.guild_id is not None
     await interaction.response.defer(ephemeral=True, thinking=True)
     order, product = await bot.shop.start_checkout(
-        interaction.guild_id, interaction.user.id, ref, gift_to.id if gift_to else None
+        interaction.guild_id, interaction.user.id, ref, gift_to
     )
     assert order.checkout_url is not None
     embed = checkout_embed(
@@ -83,8 +126,15 @@ class Buyer(commands.Cog):
     def __init__(self, bot: ShopBot) -> None:
         self.bot = bot
 
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(ProductPick)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(ProductPick)
+
     @app_commands.command(name="buy", description="Buy a product from this server's shop")
     @app_commands.guild_only()
+    @app_commands.checks.cooldown(*BUY_COOLDOWN, key=per_member)
     @app_commands.describe(product="What to buy", gift_to="Buy it as a gift for this member")
     @app_commands.autocomplete(product=product_autocomplete)
     async def buy(
@@ -98,8 +148,9 @@ class Buyer(commands.Cog):
             raise InvalidInput("Bots cannot receive gifts.")
         if gift_to is not None and gift_to.id == interaction.user.id:
             gift_to = None
+        recipient = gift_to.id if gift_to is not None else None
         if product is not None:
-            await send_checkout(self.bot, interaction, product, gift_to)
+            await send_checkout(self.bot, interaction, product, recipient)
             return
         products = await self.bot.shop.list_products(interaction.guild_id, active_only=True)
         if not products:
@@ -112,15 +163,19 @@ class Buyer(commands.Cog):
             options.append(
                 discord.SelectOption(label=p.name[:100], value=str(p.id), description=price[:100])
             )
+        question = "What would you like to buy?"
+        if gift_to is not None:
+            question = f"What would you like to give {gift_to.mention}?"
         await reply(
-            interaction, "What would you like to buy?", view=ProductPicker(self.bot, options)
+            interaction, question, view=picker_view(interaction.user.id, recipient, options)
         )
 
     @app_commands.command(
         name="claim", description="Claim an order by code, or deliver what is pending"
     )
     @app_commands.guild_only()
-    @app_commands.describe(code="The claim code from your receipt (like ABCD-EF23)")
+    @app_commands.checks.cooldown(*CLAIM_COOLDOWN, key=per_member)
+    @app_commands.describe(code="The claim code from your receipt (like ABCD-EFGH-JKLM-NPQR)")
     async def claim(self, interaction: discord.Interaction, code: str | None = None) -> None:
         assert interaction.guild_id is not None
         message = await self.bot.members_service.claim(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 
 import discord
@@ -22,6 +23,11 @@ class NotShopAdmin(app_commands.CheckFailure):
 async def on_app_command_error(
     interaction: discord.Interaction, error: app_commands.AppCommandError
 ) -> None:
+    await report_error(interaction, error)
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """Tell the user, ephemerally, what went wrong (commands and components alike)."""
     original = getattr(error, "original", error)
     if isinstance(original, ShopError):
         message = original.user_message
@@ -31,6 +37,13 @@ async def on_app_command_error(
         message = "This command only works inside a server."
     elif isinstance(error, app_commands.TransformerError):
         message = f"`{str(error.value)[:50]}` is not a valid value for that option."
+    elif isinstance(error, app_commands.CommandOnCooldown):
+        seconds = max(1, math.ceil(error.retry_after))
+        name = getattr(interaction.command, "qualified_name", "this command")
+        message = (
+            f"You are using `/{name}` too fast; try again in {seconds} "
+            f"{'second' if seconds == 1 else 'seconds'}."
+        )
     elif isinstance(error, app_commands.CheckFailure):
         message = "You cannot use this command here."
     else:

@@ -12,6 +12,7 @@ import aiosqlite
 
 from bot.clock import Clock
 from bot.store.base import Duplicate
+from bot.store.claims import ClaimAttemptRepo
 from bot.store.customers import CustomerRepo
 from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
@@ -45,6 +46,7 @@ class Tx:
         self.roles = RoleRepo(conn, self.now)
         self.audit = AuditRepo(conn, self.now)
         self.subscriptions = SubscriptionRepo(conn, self.now)
+        self.claims = ClaimAttemptRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

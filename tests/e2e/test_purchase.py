@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from tests.harness import WEBHOOK_SECRET
 from tests.shop import BUYER, FRIEND, STRANGER, Shop, checkout_url, text_of
@@ -191,13 +192,74 @@ async def test_buy_menu_without_product(shop: Shop) -> None:
     assert checkout_url(message)
 
 
+async def test_gift_menu_keeps_recipient(shop: Shop) -> None:
+    """/buy gift_to without a product: the menu's choice is a gift for the recipient, who gets
+    the role and a DM; the buyer only the receipt. Nobody else can use the buyer's menu."""
+    await shop.add_product("VIP", "4.99")
+    inter = await shop.discord.invoke_command(
+        shop.guild_id, BUYER, "buy", {"gift_to": FRIEND}, permissions="0"
+    )
+    menu = await inter.wait_message()
+    assert inter.is_ephemeral()
+    select = menu["components"][0]["components"][0]
+    product_id = select["options"][0]["value"]
+    click = await shop.discord.click_component(
+        shop.guild_id, BUYER, select["custom_id"], message_id=int(menu["id"]), values=[product_id]
+    )
+    message = await click.wait_message(predicate=lambda m: checkout_url(m) is not None)
+    assert click.is_ephemeral() and f"<@{FRIEND}>" in text_of(message)
+    rows = shop.bot.query("SELECT buyer_id, recipient_id FROM orders")
+    assert [tuple(r) for r in rows] == [(BUYER, FRIEND)]
+    intruder = await shop.discord.click_component(
+        shop.guild_id,
+        STRANGER,
+        select["custom_id"],
+        message_id=int(menu["id"]),
+        values=[product_id],
+    )
+    refused = await intruder.wait_message()
+    assert intruder.is_ephemeral() and "someone else's" in text_of(refused)
+    assert shop.bot.scalar("SELECT COUNT(*) FROM orders") == 1
+    session_id = (checkout_url(message) or "").rstrip("/").split("/")[-1]
+    await shop.pay(session_id)
+    await shop.wait(lambda: shop.has_role(FRIEND), "the recipient's role")
+    await shop.wait(lambda: shop.dms_to(FRIEND) and shop.dms_to(BUYER), "both told")
+    assert not shop.has_role(BUYER)
+    assert [r[0] for r in shop.bot.query("SELECT user_id FROM entitlements")] == [FRIEND]
+    assert "bought you **VIP**" in str(shop.dms_to(FRIEND))
+
+
 async def test_claim_code_refused_for_someone_else(shop: Shop) -> None:
-    """The buyer's claim code cannot be taken by another member."""
+    """The buyer's claim code cannot be taken by another member (who is told no such code
+    exists here)."""
     await shop.add_product()
     await shop.pay(await shop.buy())
     await shop.wait(lambda: shop.bot.scalar("SELECT claim_code FROM orders"), "claim code")
     code = shop.bot.scalar("SELECT claim_code FROM orders")
     reply = await shop.command(FRIEND, "claim", {"code": code})
-    assert "already been claimed" in text_of(reply)
+    assert "No order here has that claim code" in text_of(reply)
     reply = await shop.command(BUYER, "claim", {"code": code})
     assert "already yours" in text_of(reply)
+
+
+async def test_buy_and_claim_cooldowns(shop: Shop) -> None:
+    """Past its per-member cooldown /buy or /claim answers, ephemerally, how many seconds to
+    wait and changes nothing; another member is not slowed down."""
+    await shop.add_product("VIP", "4.99")
+    for _ in range(3):
+        await shop.buy(BUYER)
+    reply = await shop.command(BUYER, "buy", {"product": "VIP"})
+    wait = re.search(r"`/buy` too fast; try again in (\d+) seconds?", text_of(reply))
+    assert wait and 1 <= int(wait[1]) <= 30, text_of(reply)
+    assert checkout_url(reply) is None
+    assert shop.bot.scalar("SELECT COUNT(*) FROM orders") == 3
+    await shop.buy(FRIEND)
+    for _ in range(5):
+        reply = await shop.command(BUYER, "claim")
+        assert "Nothing is waiting" in text_of(reply)
+    reply = await shop.command(BUYER, "claim", {"code": "ABCD-EFGH-JKLM-NPQR"})
+    wait = re.search(r"`/claim` too fast; try again in (\d+) seconds?", text_of(reply))
+    assert wait and 1 <= int(wait[1]) <= 60, text_of(reply)
+    assert shop.bot.scalar("SELECT COUNT(*) FROM claim_attempts") == 0  # the code was not tried
+    reply = await shop.command(FRIEND, "claim")
+    assert "Nothing is waiting" in text_of(reply)

@@ -132,7 +132,8 @@ async def test_open_checkout_cap(world: World) -> None:
 
 
 async def test_claim_code_attaches_unclaimed_order_once(world: World) -> None:
-    """An unclaimed paid order goes to the first claimer; a second claimer is refused."""
+    """An unclaimed paid order goes to the first claimer; a second claimer is refused as if
+    the code did not exist."""
     product_id = await add_gold(world)
     async with world.store.transaction() as tx:
         order = await tx.orders.create(
@@ -157,7 +158,7 @@ async def test_claim_code_attaches_unclaimed_order_once(world: World) -> None:
     assert world.rows("SELECT COUNT(*) FROM entitlements") == [(0,)]
     message = await world.members.claim(GUILD, OTHER, code.lower().replace("-", " "))
     assert "now yours" in message
-    with pytest.raises(Conflict, match="already been claimed"):
+    with pytest.raises(NotFound, match="No order here has that claim code"):
         await world.members.claim(GUILD, BUYER, code)
     with pytest.raises(NotFound):
         await world.members.claim(GUILD + 1, BUYER, code)
