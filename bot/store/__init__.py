@@ -13,6 +13,7 @@ from bot.clock import Clock
 from bot.store.base import Duplicate
 from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
+from bot.store.invoices import InvoiceRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.products import ProductRepo
 from bot.store.queue import JobRepo
@@ -38,6 +39,7 @@ class Tx:
         self.roles = RoleRepo(conn, self.now)
         self.audit = AuditRepo(conn, self.now)
         self.subscriptions = SubscriptionRepo(conn, self.now)
+        self.invoices = InvoiceRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
