@@ -172,9 +172,8 @@ async def test_subscription_events_in_reverse_and_twice_end_in_the_same_state(
 
     store = Store(before, world.clock)
     await store.open()
-    inbox = Inbox(
-        store, world.inbox.payments, build_domain(make_settings(fake, before)).dispatcher, list
-    )
+    dispatcher = build_domain(make_settings(fake, before)).dispatcher
+    inbox = Inbox(store, world.inbox.payments, dispatcher, lambda: None)
     try:
         for event in reversed(events):
             await world.deliver(event, inbox)
