@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.access import Access, Ending
 from bot.config import Settings
-from bot.errors import Conflict, InvalidInput, NotFound
-from bot.models import Entitlement, EntitlementStatus, OrderStatus, Stage
+from bot.errors import Conflict, InvalidInput, NotFound, PaymentError
+from bot.models import Entitlement, EntitlementStatus, OrderStatus, PaidInvoice, Stage
 from bot.payments import PaymentGateway
 from bot.planning import Keys, Planner
 from bot.shop import ShopService
@@ -15,6 +16,15 @@ from bot.store import Store
 
 #: An admin took access away by hand: final, like a chargeback (never re-granted on rejoin).
 MANUAL = Ending(EntitlementStatus.REVOKED, "manual", Stage.ON_EXPIRE, 5, True, None)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    """A refund Stripe accepted; a subscription order's subscription was canceled too."""
+
+    order_id: int
+    refund_id: str
+    subscription_canceled: bool
 
 
 class AdminOps:
@@ -95,29 +105,64 @@ class AdminOps:
                 )
         return len(active)
 
-    async def refund(self, guild_id: int, actor_id: int, order_ref: str, reason: str) -> str:
-        """Ask Stripe to refund an order; the charge.refunded webhook then ends the access."""
+    async def refund(
+        self, guild_id: int, actor_id: int, order_ref: str, reason: str
+    ) -> RefundResult:
+        """Ask Stripe to refund an order; the charge.refunded webhook then ends the access.
+
+        A subscription order: the latest paid invoice's payment is refunded and the
+        subscription canceled first, so it does not renew (if the refund then fails, running
+        this again finishes it). A second refund of one order is refused from our own records
+        (or Stripe's answer, if those missed it).
+        """
         digits = order_ref.strip().lstrip("#")
         if not digits.isdigit():
             raise InvalidInput("Give the order number, like `42` or `#42` (see `/shop orders`).")
         async with self.store.reading() as tx:
             order = await tx.orders.get(int(digits))
-        if order is None or order.guild_id != guild_id:
-            raise NotFound(f"There is no order #{digits} here.")
-        if order.status in (OrderStatus.REFUNDED, OrderStatus.DISPUTED):
-            raise Conflict(f"Order #{order.id} is already {order.status}.")
+            if order is None or order.guild_id != guild_id:
+                raise NotFound(f"There is no order #{digits} here.")
+            requested = await tx.audit.latest_of_order("order.refund_requested", order.id)
+            sub_id = order.stripe_subscription_id
+            invoice = await tx.invoices.latest_charged(sub_id) if sub_id else None
+        if order.status == OrderStatus.REFUNDED:
+            raise Conflict(f"Order #{order.id} is already refunded.")
+        if order.status == OrderStatus.DISPUTED:
+            raise Conflict(f"Order #{order.id} is disputed (a chargeback); it cannot be refunded.")
+        if requested is not None:
+            raise Conflict(
+                f"A refund of order #{order.id} was already requested "
+                f"({requested.detail.get('refund_id')}); access ends as soon as Stripe "
+                "confirms it."
+            )
         if order.status != OrderStatus.PAID:
             raise Conflict(
                 f"Order #{order.id} is {order.status}; only paid orders can be refunded."
             )
-        if not order.stripe_payment_intent_id:
-            raise InvalidInput(
-                f"Order #{order.id} is a subscription; refund its invoice in the Stripe "
-                "dashboard (access ends when Stripe reports the refund)."
+        payment_intent = order.stripe_payment_intent_id
+        if payment_intent is None and sub_id is not None:
+            payment_intent = await self._latest_payment(order.id, invoice)
+        if payment_intent is None:
+            raise InvalidInput(f"Order #{order.id} has no Stripe payment to refund.")
+        if sub_id is not None:
+            try:
+                await self.payments.cancel_subscription(sub_id)
+            except PaymentError as exc:
+                raise PaymentError(f"{exc.user_message} Nothing was refunded.") from None
+        try:
+            refund_id = await self.payments.refund(
+                order.id,
+                payment_intent,
+                reason or "refunded by an admin",
+                install_id=self.store.install_id,
             )
-        refund_id = await self.payments.refund(
-            order.id, order.stripe_payment_intent_id, reason or "refunded by an admin"
-        )
+        except PaymentError as exc:
+            if sub_id is None:
+                raise
+            raise PaymentError(
+                f"The subscription of order #{order.id} is canceled, but the refund failed: "
+                f"{exc.user_message} Run `/shop refund` again to finish it."
+            ) from None
         async with self.store.transaction() as tx:
             await tx.audit.add(
                 "order.refund_requested",
@@ -126,9 +171,27 @@ class AdminOps:
                 actor_id=actor_id,
                 order_id=order.id,
                 refund_id=refund_id,
+                payment_intent=payment_intent,
+                invoice_id=invoice.stripe_invoice_id if invoice else None,
+                canceled_subscription=sub_id,
                 reason=reason,
             )
-        return refund_id
+        return RefundResult(order.id, refund_id, subscription_canceled=sub_id is not None)
+
+    async def _latest_payment(self, order_id: int, invoice: PaidInvoice | None) -> str:
+        """The payment intent of a subscription's latest paid invoice (our record of it)."""
+        if invoice is None:
+            raise Conflict(
+                f"Stripe has not reported a paid invoice for order #{order_id} yet (a trial "
+                "has none); nothing was refunded."
+            )
+        payment_intent = await self.payments.payment_of_invoice(invoice.stripe_invoice_id)
+        if payment_intent is None:
+            raise Conflict(
+                f"Stripe shows no payment for invoice {invoice.stripe_invoice_id} of order "
+                f"#{order_id}; nothing was refunded."
+            )
+        return payment_intent
 
     async def portal(self, guild_id: int, user_id: int) -> str:
         """A Stripe customer portal link for all of the member's subscriptions (their one

@@ -9,9 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 from bot.billing.dispatch import Dispatcher
-from bot.errors import EventRejected
+from bot.errors import EventRejected, PaymentError
+from bot.invoice_payments import InvoicePayments
 from bot.payments import PaymentGateway
 from bot.store import Store, Tx
+from bot.tasks import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +21,13 @@ log = logging.getLogger(__name__)
 # webhook writer (which answers Stripe) never waits long for the database.
 PROCESS_BATCH = 10
 
-# A transient failure (a bug since fixed, a database error, Stripe unreachable while a
-# handler asked it something) is tried again after 5 s, 10 s, 20 s … at most 30 min apart,
-# EVENT_ATTEMPTS times in all (about 4 h); then the event stays `failed`, shown in
+# A transient failure (Stripe unreachable while an event needed its answer, a database
+# error, a bug since fixed) is tried again after 5 s, 10 s, 20 s … at most an hour apart,
+# EVENT_ATTEMPTS times in all (about 10 h); then the event stays `failed`, shown in
 # `/shop diagnose`, until `shopbot events retry`.
-EVENT_ATTEMPTS = 12
+EVENT_ATTEMPTS = 20
 FIRST_RETRY = timedelta(seconds=5)
-LONGEST_RETRY = timedelta(minutes=30)
+LONGEST_RETRY = timedelta(hours=1)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -48,6 +50,7 @@ class Inbox:
         self._queue: list[tuple[dict[str, Any], bytes, asyncio.Future[bool]]] = []
         self._writer_running = False
         self.processed = 0
+        self.invoice_payments = InvoicePayments(store, payments)
 
     def verify(self, payload: bytes, signature: str) -> dict[str, Any]:
         """Raises bot.payments.InvalidSignature."""
@@ -119,11 +122,7 @@ class Inbox:
             timeout = None
             if retry_at is not None:
                 timeout = max((retry_at - self.store.clock.now()).total_seconds(), 0.05)
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, timeout)
 
     async def process(self, event_id: str, payload: str) -> None:
         """Apply one stored event (see `process_batch`)."""
@@ -134,15 +133,23 @@ class Inbox:
 
         An event and its effects (order paid, entitlement, jobs, `processed` mark) commit
         together; an event that fails is rolled back to its savepoint and marked failed
-        without undoing the others. One commit (one fsync) for the whole batch.
+        without undoing the others. One commit (one fsync) for the whole batch. What an
+        event needs to ask Stripe first (bot/invoice_payments.py) is asked before the
+        transaction; when Stripe cannot answer, the event waits out a backoff like any
+        transient failure, and the others go on.
         """
+        looked_up = [
+            (event_id, event, await self._look_up(event_id, event))
+            for event_id, event in ((event_id, json.loads(payload)) for event_id, payload in batch)
+        ]
         async with self.store.transaction() as tx:
-            for event_id, payload in batch:
-                event = json.loads(payload)
+            for event_id, event, lookup_error in looked_up:
                 current = await tx.events.get(event_id)
                 if current is None or current.status != "received":
                     continue
                 try:
+                    if lookup_error is not None:
+                        raise lookup_error
                     async with tx.savepoint():
                         status, order_id = await self.dispatcher.apply(tx, event)
                         await tx.events.mark(event_id, status, order_id=order_id)
@@ -150,6 +157,17 @@ class Inbox:
                     await self._mark_failed(tx, event_id, event, exc, current.attempts)
                 self.processed += 1
         self._on_jobs_queued()
+
+    async def _look_up(self, event_id: str, event: dict[str, Any]) -> PaymentError | None:
+        """Ask Stripe what the event needs (outside the transaction); the error while
+        Stripe cannot answer."""
+        try:
+            await self.invoice_payments.resolve(event)
+        except PaymentError as exc:
+            return exc
+        except Exception:  # a malformed event: the handler will say so when it is applied
+            log.exception("looking up stripe event %s failed", event_id)
+        return None
 
     async def _mark_failed(
         self, tx: Tx, event_id: str, event: dict[str, Any], exc: Exception, attempts: int

@@ -10,9 +10,10 @@ it belongs to is *settled* from every fact known so far:
 - Facts: a paid subscription period (`invoice.paid` → `paid_through`, the latest period end
   seen); a subscription's status and `cancel_at_period_end` (taken from an event only if it
   is newer, by (`created`, event id), than the last one applied; once a subscription has
-  ended it stays ended); a full refund or a dispute of a payment intent. Facts are keyed by
-  subscription / payment intent id, so one that arrives before `checkout.session.completed`
-  waits, and is applied when that event pays the order (`catch_up`).
+  ended it stays ended); a full refund or a dispute of a payment intent, and which invoice
+  (of which subscription) a payment intent paid. Facts are keyed by subscription / payment
+  intent id, so one that arrives before `checkout.session.completed` waits, and is applied
+  when that event pays the order (`catch_up`).
 - Settling only moves forward. An order goes paid → refunded → disputed, never back. An
   entitlement's end only gets stronger (active < expired or lapsed < subscription canceled
   < refund < chargeback); nothing re-activates it, except a subscription that merely lapsed
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from bot.access import CANCELED, EXPIRED, LAPSED, Access
-from bot.billing.refunds import SETTLED_ORDERS, Reversals
+from bot.billing.refunds import SETTLED_ORDERS, Reversals, payments_of
 from bot.models import Kind, Order, OrderStatus
 from bot.shop import close_unpaid
 from bot.store import Store, Tx
@@ -67,9 +68,11 @@ class Lifecycle:
         order = await tx.orders.get(order.id) or order
         if order.status not in SETTLED_ORDERS:
             return  # not paid (yet): facts wait for checkout.session.completed
-        if order.stripe_payment_intent_id:
-            for reversal in await tx.subscriptions.reversals(order.stripe_payment_intent_id):
+        payments = await payments_of(tx, order)
+        for payment_intent in payments:
+            for reversal in await tx.subscriptions.reversals(payment_intent):
                 await self.reversals.apply(tx, order, reversal)
+        if payments:
             order = await tx.orders.get(order.id) or order
         entitlement = await tx.entitlements.by_order(order.id)
         if entitlement is None or order.stripe_subscription_id is None:

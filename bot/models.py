@@ -291,3 +291,14 @@ class PaymentReversal(Record):
     event_id: str
     created: int
     recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PaidInvoice(Record):
+    """A paid invoice of a subscription, as its `invoice.paid` event told us."""
+
+    stripe_invoice_id: str
+    stripe_subscription_id: str
+    amount_paid: int
+    paid_at: datetime
+    recorded_at: datetime

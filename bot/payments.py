@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 import stripe
 
-from bot.errors import PaymentError
-from bot.stripe_facts import order_reference
+from bot.errors import Conflict, PaymentError
+from bot.stripe_facts import invoice_subscription, order_reference, stripe_id
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,16 @@ class CheckoutSession:
     url: str
 
 
+@dataclass(frozen=True, slots=True)
+class InvoicePaymentLink:
+    """One InvoicePayment: a payment intent paying an invoice (of a subscription, if any)."""
+
+    payment_intent_id: str
+    invoice_id: str
+    subscription_id: str | None
+    status: str  # open | paid | canceled
+
+
 class PaymentGateway(Protocol):
     """The Stripe operations the shop uses; tests point the real one at a fake server."""
 
@@ -57,7 +67,15 @@ class PaymentGateway(Protocol):
 
     async def portal_url(self, customer_id: str, return_url: str) -> str: ...
 
-    async def refund(self, order_id: int, payment_intent_id: str, reason: str) -> str: ...
+    async def refund(
+        self, order_id: int, payment_intent_id: str, reason: str, *, install_id: str
+    ) -> str: ...
+
+    async def invoices_paid_by(self, payment_intent_id: str) -> list[InvoicePaymentLink]: ...
+
+    async def payment_of_invoice(self, invoice_id: str) -> str | None: ...
+
+    async def cancel_subscription(self, subscription_id: str) -> None: ...
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]: ...
 
@@ -130,7 +148,7 @@ class StripeGateway:
                 request.order_id,
                 exc.user_message or exc.__class__.__name__,
             )
-            raise PaymentError(_user_message(exc)) from None
+            raise PaymentError(_user_message(exc, CHECKOUT)) from None
         if not session.url:
             raise PaymentError("Stripe did not return a checkout link; please try again.")
         return CheckoutSession(id=session.id, url=session.url)
@@ -148,7 +166,7 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             log.warning("stripe refused to create a customer: %s", exc.__class__.__name__)
-            raise PaymentError(_user_message(exc)) from None
+            raise PaymentError(_user_message(exc, CHECKOUT)) from None
         return customer.id
 
     async def portal_url(self, customer_id: str, return_url: str) -> str:
@@ -158,27 +176,33 @@ class StripeGateway:
                 params={"customer": customer_id, "return_url": return_url}
             )
         except stripe.StripeError as exc:
-            raise PaymentError(_user_message(exc)) from None
+            log.warning("stripe refused a portal session: %s", _describe(exc))
+            raise PaymentError(_user_message(exc, PORTAL)) from None
         return session.url
 
-    async def refund(self, order_id: int, payment_intent_id: str, reason: str) -> str:
-        """Refund a payment in full, once per order (idempotency key); returns the refund id."""
+    async def refund(
+        self, order_id: int, payment_intent_id: str, reason: str, *, install_id: str
+    ) -> str:
+        """Refund a payment in full, once per order of this install (idempotency key);
+        returns the refund id."""
         try:
             refund = await self._client.v1.refunds.create_async(
                 params={
                     "payment_intent": payment_intent_id,
                     "reason": "requested_by_customer",
-                    "metadata": {"order_id": str(order_id), "note": reason[:450]},
+                    "metadata": {
+                        "install_id": install_id,
+                        "order_id": str(order_id),
+                        "note": reason[:450],
+                    },
                 },
-                options={"idempotency_key": f"refund:{order_id}"},
+                options={"idempotency_key": f"refund:{install_id}:{order_id}"},
             )
         except stripe.StripeError as exc:
-            if (
-                isinstance(exc, stripe.InvalidRequestError)
-                and exc.code == "charge_already_refunded"
-            ):
-                raise PaymentError("That order has already been refunded in Stripe.") from None
-            raise PaymentError(_user_message(exc)) from None
+            log.warning("stripe refused the refund of order %s: %s", order_id, _describe(exc))
+            if _already_refunded(exc):
+                raise Conflict(already_refunded_text(order_id)) from None
+            raise PaymentError(_user_message(exc, REFUND)) from None
         return refund.id
 
     async def events_since(self, since: int, types: list[str]) -> AsyncIterator[dict[str, Any]]:
@@ -203,6 +227,70 @@ class StripeGateway:
         if not isinstance(body, dict):
             raise PaymentError("Stripe answered with something that is not a subscription.")
         return body
+
+    async def invoices_paid_by(self, payment_intent_id: str) -> list[InvoicePaymentLink]:
+        """The InvoicePayments of a payment intent, with each invoice's subscription (none:
+        the payment is not an invoice's, e.g. a one-time checkout). Raises PaymentError only
+        while Stripe cannot answer (network, rate limit, 5xx, our key); a request Stripe
+        refuses (an id it does not know) has no answer to wait for."""
+        try:
+            found = await self._client.v1.invoice_payments.list_async(
+                params={
+                    "payment": {"type": "payment_intent", "payment_intent": payment_intent_id},
+                    "expand": ["data.invoice"],
+                    "limit": 100,
+                }
+            )
+        except stripe.InvalidRequestError as exc:  # not an id Stripe knows: no invoice of ours
+            log.warning(
+                "stripe refused invoice payments of %s: %s", payment_intent_id, _describe(exc)
+            )
+            return []
+        except stripe.StripeError as exc:
+            raise PaymentError(_user_message(exc, LOOKUP)) from None
+        links = []
+        for item in found.data:
+            invoice = item.to_dict().get("invoice")
+            invoice_id = stripe_id(invoice)
+            if invoice_id is None:
+                continue
+            links.append(
+                InvoicePaymentLink(
+                    payment_intent_id=payment_intent_id,
+                    invoice_id=invoice_id,
+                    subscription_id=invoice_subscription(invoice)
+                    if isinstance(invoice, dict)
+                    else None,
+                    status=str(item.status),
+                )
+            )
+        return links
+
+    async def payment_of_invoice(self, invoice_id: str) -> str | None:
+        """The payment intent that paid the invoice (None: nothing paid it, e.g. a trial)."""
+        try:
+            found = await self._client.v1.invoice_payments.list_async(
+                params={"invoice": invoice_id, "status": "paid", "limit": 10}
+            )
+        except stripe.StripeError as exc:
+            raise PaymentError(_user_message(exc, LOOKUP)) from None
+        for item in found.data:
+            payment_intent = stripe_id((item.to_dict().get("payment") or {}).get("payment_intent"))
+            if payment_intent is not None:
+                return payment_intent
+        return None
+
+    async def cancel_subscription(self, subscription_id: str) -> None:
+        """Cancel now, so it never renews. One already canceled counts as done: Stripe then
+        answers "No such subscription" (404), as it does for any canceled subscription."""
+        try:
+            await self._client.v1.subscriptions.cancel_async(subscription_id)
+        except stripe.StripeError as exc:
+            if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
+                log.info("subscription %s was already canceled in Stripe", subscription_id)
+                return
+            log.warning("stripe refused to cancel %s: %s", subscription_id, _describe(exc))
+            raise PaymentError(_user_message(exc, CANCEL)) from None
 
     def verify_event(self, payload: bytes, signature: str) -> dict[str, Any]:
         """Check the Stripe-Signature header with the SDK; return the event as a dict."""
@@ -255,15 +343,72 @@ def _line_item(request: CheckoutRequest) -> dict[str, Any]:
     return {"price_data": price_data, "quantity": 1}
 
 
-def _user_message(exc: stripe.StripeError) -> str:
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """How one Stripe operation is worded when it fails."""
+
+    refused: str  # Stripe said no to the request itself; `{detail}` is Stripe's message
+    failed: str  # Stripe had an internal problem
+    unchanged: str  # what did not happen, so the user knows where they stand
+
+
+CHECKOUT = Operation(
+    refused="Stripe refused this checkout (the product's price setup may be wrong); tell an admin.",
+    failed="Stripe had a problem creating your checkout",
+    unchanged="nothing was charged",
+)
+REFUND = Operation(
+    refused="Stripe refused the refund: {detail}",
+    failed="Stripe had a problem with the refund",
+    unchanged="nothing was refunded",
+)
+PORTAL = Operation(
+    refused="Stripe could not open the billing portal (the shop's customer portal may not "
+    "be set up in the Stripe dashboard); tell an admin.",
+    failed="Stripe had a problem opening the billing portal",
+    unchanged="no portal link was made",
+)
+CANCEL = Operation(
+    refused="Stripe refused to cancel the subscription: {detail}",
+    failed="Stripe had a problem cancelling the subscription",
+    unchanged="the subscription was not canceled",
+)
+LOOKUP = Operation(
+    refused="Stripe could not tell which payment paid the invoice: {detail}",
+    failed="Stripe had a problem looking up the invoice's payment",
+    unchanged="nothing was changed",
+)
+
+
+def already_refunded_text(order_id: int) -> str:
+    """What a second `/shop refund` of one order says (our records or Stripe's)."""
+    return (
+        f"Order #{order_id} is already refunded, or its refund was already requested; "
+        "access ends as soon as Stripe confirms it."
+    )
+
+
+def _already_refunded(exc: stripe.StripeError) -> bool:
+    """Stripe says this refund was made already: the charge is fully refunded, or our
+    idempotency key was used before (the same order, perhaps with another reason)."""
+    if isinstance(exc, stripe.IdempotencyError):
+        return True
+    return isinstance(exc, stripe.InvalidRequestError) and exc.code == "charge_already_refunded"
+
+
+def _describe(exc: stripe.StripeError) -> str:
+    """Stripe's own words for the log (and for admins): message, else the error class."""
+    return str(exc.user_message or exc.__class__.__name__)[:300]
+
+
+def _user_message(exc: stripe.StripeError, operation: Operation) -> str:
+    """A message for the person who asked, about the operation they asked for."""
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         return "The shop's payment setup is broken (Stripe rejected our key); tell an admin."
     if isinstance(exc, stripe.APIConnectionError):
-        return "Stripe could not be reached; nothing was charged. Please try again in a minute."
+        return f"Stripe could not be reached; {operation.unchanged}. Please try again in a minute."
     if isinstance(exc, stripe.RateLimitError):
-        return "Stripe is busy right now; nothing was charged. Please try again in a minute."
-    if isinstance(exc, stripe.InvalidRequestError):
-        return (
-            "Stripe refused this checkout (the product's price setup may be wrong); tell an admin."
-        )
-    return "Stripe had a problem creating your checkout; nothing was charged. Please try again."
+        return f"Stripe is busy right now; {operation.unchanged}. Please try again in a minute."
+    if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
+        return operation.refused.format(detail=_describe(exc))
+    return f"{operation.failed}; {operation.unchanged}. Please try again."

@@ -56,6 +56,25 @@ def invoice_period_end(invoice: dict[str, Any]) -> datetime | None:
     return from_unix(max(valid)) if valid else None
 
 
+def invoice_paid_at(invoice: dict[str, Any], event: dict[str, Any]) -> datetime:
+    """When an invoice was paid: `status_transitions.paid_at`, else the event's time."""
+    paid_at = (invoice.get("status_transitions") or {}).get("paid_at")
+    return from_unix(paid_at if isinstance(paid_at, int) else event["created"])
+
+
+#: Event types that reverse a payment: a refund (a Charge) or a dispute.
+REVERSAL_EVENTS = frozenset({"charge.refunded", "charge.dispute.created"})
+
+
+def reversed_payment(obj: dict[str, Any]) -> str | None:
+    """The payment intent a refunded Charge or a Dispute is about."""
+    found = stripe_id(obj.get("payment_intent"))
+    charge = obj.get("charge")
+    if found is None and isinstance(charge, dict):  # a dispute with its charge expanded
+        found = stripe_id(charge.get("payment_intent"))
+    return found
+
+
 def from_unix(seconds: int) -> datetime:
     return datetime.fromtimestamp(int(seconds), UTC)
 

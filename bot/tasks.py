@@ -11,8 +11,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-async def wait_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait at most `timeout` seconds for `event`; whether it was set.
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait at most `timeout` seconds (None: for ever) for `event`; whether it was set.
 
     Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that arrives just
     as the event is set, so a loop cancelled at shutdown kept running (the worker then sat

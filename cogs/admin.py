@@ -297,12 +297,14 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     ) -> None:
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.admin_ops.refund(
+        result = await self.bot.admin_ops.refund(
             interaction.guild_id, interaction.user.id, order, reason or ""
         )
+        canceled = "; its subscription is canceled, so it will not renew"
         await reply(
             interaction,
-            f"Refund of order #{order.strip().lstrip('#')} sent to Stripe; "
+            f"Refund of order #{result.order_id} sent to Stripe"
+            f"{canceled if result.subscription_canceled else ''}; "
             "access ends as soon as Stripe confirms it.",
         )
 

@@ -6,6 +6,12 @@ the payment intent and applies it (`Reversals.apply`): the order becomes `refund
 ledger rule); the worker's `revoke_role` job then removes the role (bot/delivery.py). A
 reversal seen before the order is paid waits as a fact and is applied when the order is
 (`Lifecycle.settle`, which calls `Reversals.apply` too).
+
+A subscription's payments are its invoices' payment intents: Stripe's InvoicePayments say
+which invoice (and so which subscription) a refunded or disputed payment intent paid; the
+inbox asks Stripe before the event is applied (bot/invoice_payments.py) and the answer is
+kept (`tx.invoices`). The order is then the one that started that subscription, found by
+the subscription id we stored ourselves, never from metadata.
 """
 
 from __future__ import annotations
@@ -16,10 +22,29 @@ from bot.access import CHARGEBACK, REFUND, Access
 from bot.models import Order, OrderStatus, PaymentReversal
 from bot.planning import Planner
 from bot.store import Tx
-from bot.stripe_facts import stripe_id
+from bot.stripe_facts import reversed_payment
 
 #: Orders whose facts apply now; a fact about any other order waits for it to be paid.
 SETTLED_ORDERS = (OrderStatus.PAID, OrderStatus.REFUNDED, OrderStatus.DISPUTED)
+
+
+async def order_of_payment(tx: Tx, payment_intent: str) -> Order | None:
+    """Our order a payment intent paid: a one-time order's own, or the order that started
+    the subscription whose invoice it paid (None: not known yet; the fact then waits)."""
+    order = await tx.orders.by_payment_intent(payment_intent)
+    if order is None:
+        subscription = await tx.invoices.subscription_of_payment(payment_intent)
+        order = await tx.orders.by_subscription(subscription) if subscription else None
+    return order
+
+
+async def payments_of(tx: Tx, order: Order) -> list[str]:
+    """Every payment intent on record that paid for the order (its invoices' for a
+    subscription)."""
+    found = [order.stripe_payment_intent_id] if order.stripe_payment_intent_id else []
+    if order.stripe_subscription_id:
+        found += await tx.invoices.payments_of_subscription(order.stripe_subscription_id)
+    return found
 
 
 class Reversals:
@@ -63,10 +88,10 @@ class RefundEvents:
         self, tx: Tx, event: dict[str, Any], charge: dict[str, Any]
     ) -> int | None:
         """Fully refunded → access ends (on_refund); a partial refund is only recorded."""
-        payment_intent = stripe_id(charge.get("payment_intent"))
+        payment_intent = reversed_payment(charge)
         if payment_intent is None:
             return None
-        order = await tx.orders.by_payment_intent(payment_intent)
+        order = await order_of_payment(tx, payment_intent)
         if not charge.get("refunded"):
             if order is not None:
                 await tx.audit.add(
@@ -85,16 +110,13 @@ class RefundEvents:
         self, tx: Tx, event: dict[str, Any], dispute: dict[str, Any]
     ) -> int | None:
         """A chargeback: access ends at once (on_chargeback), whatever the dispute's outcome."""
-        payment_intent = stripe_id(dispute.get("payment_intent"))
-        charge = dispute.get("charge")
-        if payment_intent is None and isinstance(charge, dict):
-            payment_intent = stripe_id(charge.get("payment_intent"))
+        payment_intent = reversed_payment(dispute)
         if payment_intent is None:
             await tx.audit.add(
                 "dispute.unmatched", event_id=event["id"], dispute_id=dispute.get("id")
             )
             return None
-        order = await tx.orders.by_payment_intent(payment_intent)
+        order = await order_of_payment(tx, payment_intent)
         return await self._reversal(tx, event, payment_intent, "dispute", dispute, order)
 
     async def _reversal(

@@ -13,7 +13,13 @@ from bot.messages import payment_failed_text
 from bot.models import EntitlementStatus, OrderStatus, Subscription
 from bot.planning import Keys, Planner
 from bot.store import Tx
-from bot.stripe_facts import invoice_period_end, invoice_subscription, merge_subscription, stripe_id
+from bot.stripe_facts import (
+    invoice_paid_at,
+    invoice_period_end,
+    invoice_subscription,
+    merge_subscription,
+    stripe_id,
+)
 
 
 class SubscriptionEvents:
@@ -30,6 +36,11 @@ class SubscriptionEvents:
         sub_id, period_end = invoice_subscription(invoice), invoice_period_end(invoice)
         if sub_id is None or period_end is None:
             return None
+        invoice_id = stripe_id(invoice.get("id"))
+        amount_paid = invoice.get("amount_paid")
+        if invoice_id is not None and isinstance(amount_paid, int):
+            paid_at = invoice_paid_at(invoice, event)
+            await tx.invoices.record_paid(invoice_id, sub_id, amount_paid, paid_at)
         sub = await self._subscription(tx, sub_id)
         if sub.paid_through is None or period_end > sub.paid_through:
             await tx.subscriptions.save(sub.replace(paid_through=period_end))

@@ -16,6 +16,7 @@ from bot.store.claims import ClaimAttemptRepo
 from bot.store.customers import CustomerRepo
 from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
+from bot.store.invoices import InvoiceRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.products import ProductRepo
 from bot.store.queue import JobRepo
@@ -47,6 +48,7 @@ class Tx:
         self.audit = AuditRepo(conn, self.now)
         self.subscriptions = SubscriptionRepo(conn, self.now)
         self.claims = ClaimAttemptRepo(conn, self.now)
+        self.invoices = InvoiceRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

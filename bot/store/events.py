@@ -112,6 +112,15 @@ class AuditRepo(Repo):
             (guild_id, user_id, actor_id, kind, json.dumps(detail, default=str), self.now_iso),
         )
 
+    async def latest_of_order(self, kind: str, order_id: int) -> AuditEntry | None:
+        """The newest entry of this kind whose detail names the order (None: there is none)."""
+        row = await self._one(
+            "SELECT * FROM audit_log WHERE kind=? AND json_extract(detail, '$.order_id')=?"
+            " ORDER BY id DESC LIMIT 1",
+            (kind, order_id),
+        )
+        return None if row is None else AuditEntry.from_row(row)
+
     async def of_member(self, guild_id: int, user_id: int, limit: int = 50) -> list[AuditEntry]:
         rows = await self._all(
             "SELECT * FROM audit_log WHERE guild_id=? AND user_id=? ORDER BY id DESC LIMIT ?",

@@ -105,6 +105,33 @@ async def test_refund_and_dispute_remove_role_partial_does_not(shop: Shop) -> No
     assert shop.bot.scalar("SELECT status FROM orders WHERE buyer_id=?", (FRIEND,)) == "disputed"
 
 
+async def test_shop_refund_of_a_subscription_refunds_cancels_and_removes_role(
+    shop: Shop,
+) -> None:
+    """/shop refund on a subscription order: the latest invoice's payment is refunded, the
+    subscription canceled; Stripe's webhooks (mapped by InvoicePayment) remove the role."""
+    await shop.add_product("Club", "5", kind="subscription", interval="month")
+    session_id = await shop.buy(product="Club")
+    await shop.pay(session_id)
+    for event in shop.stripe.events_of_type("invoice.paid"):
+        await deliver(shop, event)
+    await shop.wait(lambda: shop.has_role(BUYER), "role")
+    await settled(shop)
+    sub_id = shop.stripe.sessions[session_id]["subscription"]
+    order_id = shop.bot.scalar("SELECT id FROM orders WHERE buyer_id=?", (BUYER,))
+    reply = await shop.admin("shop refund", {"order": str(order_id), "reason": "asked"})
+    assert "sent to Stripe; its subscription is canceled" in text_of(reply)
+    assert shop.stripe.subscriptions[sub_id]["status"] == "canceled"
+    await deliver(shop, shop.stripe.events_of_type("customer.subscription.deleted")[-1])
+    await deliver(shop, shop.stripe.events_of_type("charge.refunded")[-1])
+    await shop.wait(lambda: not shop.has_role(BUYER), "refund removes the role")
+    await settled(shop)
+    assert shop.bot.scalar("SELECT status FROM orders") == "refunded"
+    assert shop.bot.scalar("SELECT end_reason FROM entitlements") == "refund"
+    again = await shop.admin("shop refund", {"order": str(order_id), "reason": "other"})
+    assert "already refunded" in text_of(again)
+
+
 async def test_shared_role_kept_while_another_product_holds_it(shop: Shop) -> None:
     """Two products give the same role: refunding one keeps the role."""
     await shop.add_product("VIP", "4")

@@ -16,8 +16,10 @@ async def test_buy_pay_get_role(shop: Shop) -> None:
     session = shop.stripe.sessions[session_id]
     assert session["mode"] == "payment"
     assert (session["amount_total"], session["currency"]) == (499, "usd")
-    order_id = session["client_reference_id"]
+    install_id, order_id = session["client_reference_id"].split("-")
+    assert install_id == shop.bot.scalar("SELECT value FROM meta WHERE key='install_id'")
     assert session["metadata"] == {
+        "install_id": install_id,
         "order_id": order_id,
         "guild_id": str(shop.guild_id),
         "user_id": str(BUYER),

@@ -88,7 +88,7 @@ async def test_retries_are_bounded(world: World) -> None:
     status, attempts, error, _ = await event_row(world)
     assert (status, attempts, calls[0]) == ("failed", EVENT_ATTEMPTS, EVENT_ATTEMPTS)
     assert error and "disk I/O error" in error
-    assert sum(retry_delay(n).total_seconds() for n in range(1, EVENT_ATTEMPTS)) < 6 * 3600
+    assert sum(retry_delay(n).total_seconds() for n in range(1, EVENT_ATTEMPTS)) < 12 * 3600
 
 
 async def test_event_that_can_never_apply_stays_failed(world: World) -> None:

@@ -311,6 +311,80 @@ async def test_refund_full_vs_partial(fake: FakeStripe, client: stripe.StripeCli
     assert full["metadata"]["order_id"] == "42"
 
 
+async def test_subscription_payments_are_linked_only_through_invoice_payments(
+    fake: FakeStripe, client: stripe.StripeClient, clock: FakeClock
+):
+    """Each invoice is paid by its own PaymentIntent + Charge; neither the Invoice nor the
+    Charge names the other, only an InvoicePayment does (listable by payment or invoice).
+    Refunding or disputing that payment emits charge.refunded / charge.dispute.created."""
+    session = await client.v1.checkout.sessions.create_async(params=subscription_params())
+    sub_id = fake.complete_checkout(session.id)["data"]["object"]["subscription"]
+    clock.advance(31 * DAY)
+    renewal = fake.renew_subscription(sub_id)["data"]["object"]
+    invoice = (await client.v1.invoices.retrieve_async(renewal["id"])).to_dict()
+    assert "payment_intent" not in invoice and "payments" not in invoice
+    by_invoice = await client.v1.invoice_payments.list_async(
+        params={"invoice": renewal["id"], "status": "paid"}
+    )
+    (payment,) = by_invoice.data
+    assert payment.is_default and payment.amount_paid == 499
+    pi_id = payment.payment["payment_intent"]
+    charge = fake.charges[fake.payment_intents[pi_id]["latest_charge"]]
+    assert "invoice" not in charge and charge["metadata"] == {}
+    by_payment = await client.v1.invoice_payments.list_async(
+        params={
+            "payment": {"type": "payment_intent", "payment_intent": pi_id},
+            "expand": ["data.invoice"],
+        }
+    )
+    (linked,) = by_payment.data
+    assert linked.id == payment.id
+    assert linked.invoice.parent.subscription_details.subscription == sub_id
+    assert len((await client.v1.invoice_payments.list_async()).data) == 2  # both periods
+    with pytest.raises(stripe.InvalidRequestError) as untyped:
+        await client.v1.invoice_payments.list_async(
+            params={"payment": {"payment_intent": pi_id}}  # type: ignore[typeddict-item]
+        )
+    assert (untyped.value.code, untyped.value.param) == ("parameter_missing", "payment[type]")
+    with pytest.raises(stripe.InvalidRequestError):
+        await client.v1.invoice_payments.list_async(params={"status": "done"})
+
+    refund = await client.v1.refunds.create_async(params={"payment_intent": pi_id})
+    refunded = fake.events_of_type("charge.refunded")[-1]["data"]["object"]
+    assert refunded["payment_intent"] == pi_id and refunded["refunded"] is True
+    assert refund.charge == charge["id"]
+    with pytest.raises(stripe.InvalidRequestError) as again:
+        await client.v1.refunds.create_async(params={"payment_intent": pi_id})
+    assert again.value.code == "charge_already_refunded"
+    disputed = fake.dispute(pi_id)
+    assert disputed["type"] == "charge.dispute.created"
+    assert disputed["data"]["object"]["payment_intent"] == pi_id
+
+
+async def test_refund_key_reused_with_other_params_and_cancel_of_canceled(
+    fake: FakeStripe, client: stripe.StripeClient
+):
+    """An idempotency key reused with different params is a 400 idempotency_error; a
+    canceled subscription cannot be canceled again (404 No such subscription)."""
+    session = await client.v1.checkout.sessions.create_async(params=payment_params())
+    pi_id = fake.complete_checkout(session.id)["data"]["object"]["payment_intent"]
+    options = {"idempotency_key": "refund:42"}
+    first = {"payment_intent": pi_id, "metadata": {"note": "asked"}}
+    await client.v1.refunds.create_async(params=first, options=options)  # type: ignore[arg-type]
+    with pytest.raises(stripe.IdempotencyError) as reused:
+        await client.v1.refunds.create_async(
+            params={"payment_intent": pi_id, "metadata": {"note": "other"}},
+            options=options,  # type: ignore[arg-type]
+        )
+    assert reused.value.http_status == 400
+    other = await client.v1.checkout.sessions.create_async(params=subscription_params())
+    sub_id = fake.complete_checkout(other.id)["data"]["object"]["subscription"]
+    await client.v1.subscriptions.cancel_async(sub_id)
+    with pytest.raises(stripe.InvalidRequestError) as gone:
+        await client.v1.subscriptions.cancel_async(sub_id)
+    assert (gone.value.http_status, gone.value.code) == (404, "resource_missing")
+
+
 async def test_dispute_and_async_payment(fake: FakeStripe, client: stripe.StripeClient):
     """Delayed payments settle via async_payment; a dispute event carries the payment intent."""
     session = await client.v1.checkout.sessions.create_async(params=payment_params())

@@ -131,17 +131,41 @@ def _list_events(fake: CheckoutOps, ids: tuple[str, ...], params: dict[str, Any]
     return paginate(events, params, "/v1/events")
 
 
+INVOICE_PAYMENT_STATUSES = ("canceled", "open", "paid")
+PAYMENT_TYPES = ("payment_intent", "payment_record")
+
+
 def _list_invoice_payments(
     fake: CheckoutOps, ids: tuple[str, ...], params: dict[str, Any]
 ) -> StripeObject:
-    """`GET /v1/invoice_payments?invoice=…` or `?payment[payment_intent]=…`."""
+    """`GET /v1/invoice_payments`, newest first, filtered by `invoice`, `payment` (its `type`
+    is required: `payment_intent` with `payment[payment_intent]`, or `payment_record`),
+    `status` and `created`."""
     invoice = params.get("invoice")
-    intent = (params.get("payment") or {}).get("payment_intent")
+    payment = params.get("payment")
+    if payment is not None and not isinstance(payment, dict):
+        raise invalid("Invalid object", param="payment")
+    payment = payment or {}
+    if payment and not payment.get("type"):
+        raise missing_param("payment[type]")
+    if payment and payment["type"] not in PAYMENT_TYPES:
+        raise invalid(
+            "Invalid payment[type]: must be one of payment_intent or payment_record",
+            param="payment[type]",
+        )
+    status = params.get("status")
+    if status and status not in INVOICE_PAYMENT_STATUSES:
+        raise invalid("Invalid status: must be one of canceled, open, or paid", param="status")
+    wanted_type = payment.get("type")
+    intent = payment.get("payment_intent")
     payments = [
-        payment
-        for payment in newest_first(fake.invoice_payments.values())
-        if (not invoice or payment["invoice"] == invoice)
-        and (not intent or payment["payment"].get("payment_intent") == intent)
+        item
+        for item in newest_first(fake.invoice_payments.values())
+        if (not invoice or item["invoice"] == invoice)
+        and (not wanted_type or item["payment"]["type"] == wanted_type)
+        and (not intent or item["payment"].get("payment_intent") == intent)
+        and (not status or item["status"] == status)
+        and _created_matches(item["created"], params.get("created"))
     ]
     return paginate(payments, params, "/v1/invoice_payments")
 

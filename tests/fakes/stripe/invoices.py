@@ -164,6 +164,11 @@ class InvoiceOps(PaymentOps):
             return event
         return self.make_event("invoice.payment_failed", invoice)
 
+    def invoice_payment_intent(self, invoice_id: str) -> str:
+        """For tests: the PaymentIntent paying an invoice (found, as in Stripe, only through
+        its InvoicePayment: neither the Invoice nor the Charge names the other)."""
+        return self._invoice_intent(invoice_id)
+
     def _invoice_intent(self, invoice_id: str) -> str:
         """The PaymentIntent id paying an invoice (via its InvoicePayment)."""
         for payment in self.invoice_payments.values():

@@ -7,7 +7,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import FakeUsageError, invalid
+from .errors import FakeUsageError, invalid, no_such
 from .invoices import InvoiceOps
 from .objects import fresh, list_object, plan_from_price
 from .state import StripeObject, merge_metadata
@@ -205,9 +205,10 @@ class SubscriptionOps(InvoiceOps):
         return self._end_subscription(sub)
 
     def api_cancel_subscription(self, sub_id: str) -> StripeObject:
-        """`DELETE /v1/subscriptions/{id}`."""
+        """`DELETE /v1/subscriptions/{id}`. A canceled subscription is gone as far as cancel
+        is concerned: Stripe answers 404 "No such subscription" (stripe/stripe-go#1887)."""
         sub = self.lookup(self.subscriptions, "subscription", sub_id)
         if sub["status"] == "canceled":
-            raise invalid(f"No active subscription {sub_id}: it is already canceled.", param="id")
+            raise no_such("subscription", sub_id)
         self._end_subscription(sub)
         return sub
