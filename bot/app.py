@@ -11,7 +11,6 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import discord
 import yarl
 from aiohttp import web
@@ -241,36 +240,6 @@ class ShopBot(commands.Bot):
             )
 
         parsers["GUILD_MEMBER_UPDATE"] = parse
-
-
-async def check_connectivity(settings: Settings) -> list[str]:
-    """For `shopbot check`: reach Discord and Stripe with the configured keys."""
-    lines = []
-    headers = {"Authorization": f"Bot {settings.discord.token.get_secret_value()}"}
-    base = settings.discord.api_base.rstrip("/")
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with session.get(f"{base}/users/@me", headers=headers) as response:
-                if response.status == 200:
-                    user = await response.json()
-                    lines.append(f"discord: ok, logged in as {user.get('username')}")
-                else:
-                    lines.append(f"discord: FAILED, HTTP {response.status} (check discord.token)")
-        except aiohttp.ClientError as exc:
-            lines.append(f"discord: FAILED, cannot reach {base}: {type(exc).__name__}")
-    gateway = StripeGateway(
-        settings.stripe.secret_key.get_secret_value(),
-        settings.stripe.webhook_secret.get_secret_value(),
-        settings.stripe.api_base,
-    )
-    try:
-        account = await gateway.client.v1.accounts.retrieve_current_async()
-        lines.append(f"stripe: ok, account {account.id}")
-    except Exception as exc:
-        lines.append(f"stripe: FAILED, {type(exc).__name__} (check stripe.secret_key)")
-    finally:
-        await gateway.close()
-    return lines
 
 
 async def run_bot(settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""The `shopbot` command line: run, check, migrate."""
+"""The `shopbot` command line: run, check, stripe setup-webhook, migrate, backup, export, events."""
 
 from __future__ import annotations
 
@@ -8,12 +8,21 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.config import Settings, config_path, load_settings
+from bot.config import (
+    LocalSettings,
+    Settings,
+    WebhookSetupSettings,
+    config_path,
+    load_settings,
+)
 from bot.errors import ConfigError
 from bot.log import setup_logging
 from bot.store import DatabaseTooNew, Store
 
 log = logging.getLogger("shopbot")
+
+#: Verbs that only touch the database: they need no Discord or Stripe keys.
+LOCAL_VERBS = frozenset({"migrate", "backup", "export", "api-key"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +39,15 @@ def _parser() -> argparse.ArgumentParser:
         return verbs.add_parser(name, help=help_text, parents=[common])
 
     verb("run", "run the bot")
-    verb("check", "validate config and reach Discord and Stripe")
+    verb("check", "validate config and reach Discord and Stripe; print the invite URL")
+    stripe_verb = verb("stripe", "set up Stripe")
+    stripe_actions = stripe_verb.add_subparsers(dest="stripe_action", required=True)
+    stripe_actions.add_parser(
+        "setup-webhook",
+        help="create or update the webhook endpoint for {http.public_url}/webhooks/stripe "
+        "and print its signing secret",
+        parents=[common],
+    )
     verb("migrate", "apply database migrations")
     backup = verb("backup", "online copy of the database to PATH")
     backup.add_argument("path")
@@ -45,16 +62,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    path = config_path(args.config)
     try:
-        settings = load_settings(config_path(args.config))
-        setup_logging(settings.log.level, settings.log.json_format, _secrets(settings))
+        if args.verb in LOCAL_VERBS:
+            local = load_settings(path, LocalSettings)
+            setup_logging(local.log.level, local.log.json_format, local.secrets())
+            if args.verb == "migrate":
+                return asyncio.run(_migrate(local))
+            return asyncio.run(_local(local, args))
+        if args.verb == "stripe":
+            setup = load_settings(path, WebhookSetupSettings)
+            setup_logging(setup.log.level, setup.log.json_format, setup.secrets())
+            _quiet_stripe_sdk()
+            return asyncio.run(_setup_webhook(setup, path))
+        settings = load_settings(path)
+        setup_logging(settings.log.level, settings.log.json_format, settings.secrets())
         if args.verb == "run":
             return asyncio.run(_run(settings))
         if args.verb == "check":
+            _quiet_stripe_sdk()
             return asyncio.run(_check(settings))
-        if args.verb == "migrate":
-            return asyncio.run(_migrate(settings))
-        return asyncio.run(_maintain(settings, args))
+        return asyncio.run(_events(settings, args))
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
     except KeyboardInterrupt:
@@ -66,12 +94,9 @@ def _fail(line: str) -> int:
     return 2
 
 
-def _secrets(settings: Settings) -> list[str]:
-    return [
-        settings.discord.token.get_secret_value(),
-        settings.stripe.secret_key.get_secret_value(),
-        settings.stripe.webhook_secret.get_secret_value(),
-    ]
+def _quiet_stripe_sdk() -> None:
+    """The SDK logs every request at INFO; in a report printed line by line that is noise."""
+    logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 async def _run(settings: Settings) -> int:
@@ -86,16 +111,24 @@ async def _run(settings: Settings) -> int:
 
 
 async def _check(settings: Settings) -> int:
-    from bot.app import check_connectivity
+    from bot.preflight import run_check
 
     print(f"config: ok (database {settings.database.path}, public url {settings.http.public_url})")
-    lines = await check_connectivity(settings)
-    for line in lines:
-        print(line)
-    return 1 if any("FAILED" in line for line in lines) else 0
+    problems = await run_check(settings, lambda line: print(line, flush=True))
+    return 1 if problems else 0
 
 
-async def _migrate(settings: Settings) -> int:
+async def _setup_webhook(settings: WebhookSetupSettings, path: Path) -> int:
+    from bot.services import build_domain
+    from bot.stripe_setup import setup_webhook
+
+    # The dispatcher's table is the one list of events shopbot acts on.
+    events = build_domain(settings).dispatcher.event_types  # type: ignore[arg-type]
+    problem = await setup_webhook(settings, events, path, print)
+    return _fail(problem) if problem else 0
+
+
+async def _migrate(settings: LocalSettings) -> int:
     from bot.clock import SystemClock
 
     store = Store(settings.database.path, SystemClock())
@@ -110,12 +143,34 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _maintain(settings: Settings, args: argparse.Namespace) -> int:
-    """backup / export / events replay|retry: open the store, do the one thing, close."""
+async def _local(settings: LocalSettings, args: argparse.Namespace) -> int:
+    """backup / export: open the store, do the one thing, close."""
     from bot import maintenance
     from bot.clock import SystemClock
 
-    if args.verb == "events" and args.action == "replay":
+    store = Store(settings.database.path, SystemClock())
+    try:
+        await store.open()
+        if args.verb == "backup":
+            await maintenance.backup(store, Path(args.path))
+            print(f"backed up {settings.database.path} to {args.path}")
+        else:
+            sys.stdout.write(await maintenance.export_orders(store, args.format))
+    except (DatabaseTooNew, FileExistsError) as exc:
+        return _fail(str(exc))
+    except Exception as exc:
+        return _fail(f"{args.verb} failed: {type(exc).__name__}: {exc}")
+    finally:
+        await store.close()
+    return 0
+
+
+async def _events(settings: Settings, args: argparse.Namespace) -> int:
+    """events replay|retry: open the store, fetch or re-apply Stripe events, close."""
+    from bot import maintenance
+    from bot.clock import SystemClock
+
+    if args.action == "replay":
         if args.since is None:
             return _fail("events replay needs --since ISO8601, e.g. --since 2026-11-01")
         try:
@@ -125,18 +180,13 @@ async def _maintain(settings: Settings, args: argparse.Namespace) -> int:
     store = Store(settings.database.path, SystemClock())
     try:
         await store.open()
-        if args.verb == "backup":
-            await maintenance.backup(store, Path(args.path))
-            print(f"backed up {settings.database.path} to {args.path}")
-        elif args.verb == "export":
-            sys.stdout.write(await maintenance.export_orders(store, args.format))
-        elif args.action == "retry":
+        if args.action == "retry":
             retried, outcome = await maintenance.retry_failed_events(store, settings)
             print(f"{retried} failed events retried: {outcome}")
         else:
             fetched, fresh = await maintenance.replay_events(store, settings, since)
             print(f"fetched {fetched} events from Stripe; {fresh} were new and processed")
-    except (DatabaseTooNew, FileExistsError) as exc:
+    except DatabaseTooNew as exc:
         return _fail(str(exc))
     except Exception as exc:
         return _fail(f"{args.verb} failed: {type(exc).__name__}: {exc}")

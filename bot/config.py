@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -18,6 +18,7 @@ from bot.errors import ConfigError
 
 DISCORD_API = "https://discord.com/api/v10"
 STRIPE_API = "https://api.stripe.com"
+SETUP_WEBHOOK_HINT = "; `shopbot stripe setup-webhook` creates the endpoint and prints it"
 
 
 class Section(BaseModel):
@@ -45,11 +46,12 @@ class DiscordSettings(Section):
         return value
 
 
-class StripeSettings(Section):
-    """[stripe]: API keys and webhook secret."""
+class StripeAccess(Section):
+    """[stripe] as `shopbot stripe setup-webhook` needs it: the key, not yet the webhook
+    signing secret (that verb is how an operator gets one)."""
 
     secret_key: SecretStr
-    webhook_secret: SecretStr
+    webhook_secret: SecretStr = SecretStr("")
     api_base: str = STRIPE_API
 
     @field_validator("secret_key")
@@ -61,13 +63,22 @@ class StripeSettings(Section):
             raise ValueError("still the example value; put your Stripe secret key here")
         return value
 
+
+class StripeSettings(StripeAccess):
+    """[stripe]: API keys and webhook secret."""
+
+    webhook_secret: SecretStr
+
     @field_validator("webhook_secret")
     @classmethod
     def _secret_shape(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().startswith("whsec_"):
             raise ValueError("must start with whsec_")
         if value.get_secret_value().endswith("..."):
-            raise ValueError("still the example value; put your webhook signing secret here")
+            raise ValueError(
+                "still the example value; `shopbot stripe setup-webhook` prints the signing "
+                "secret to put here"
+            )
         return value
 
 
@@ -124,8 +135,8 @@ class LogSettings(Section):
         return value.upper() if isinstance(value, str) else value
 
 
-class Settings(BaseSettings):
-    """All of shopbot's configuration (SPEC §2)."""
+class _FromSources(BaseSettings):
+    """TOML file plus SHOPBOT_SECTION__KEY environment variables (the environment wins)."""
 
     model_config = SettingsConfigDict(
         env_prefix="SHOPBOT_",
@@ -133,13 +144,6 @@ class Settings(BaseSettings):
         extra="forbid",
         populate_by_name=True,
     )
-
-    discord: DiscordSettings
-    stripe: StripeSettings
-    http: HttpSettings
-    database: DatabaseSettings = DatabaseSettings()
-    shop: ShopSettings = ShopSettings()
-    log: LogSettings = LogSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -153,43 +157,114 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+def _secret_values(*values: object) -> list[str]:
+    """The configured secrets, for scrubbing them from logs."""
+    found = []
+    for value in values:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and text:
+            found.append(text)
+    return found
+
+
+class Settings(_FromSources):
+    """All of shopbot's configuration (SPEC §2)."""
+
+    discord: DiscordSettings
+    stripe: StripeSettings
+    http: HttpSettings
+    database: DatabaseSettings = DatabaseSettings()
+    shop: ShopSettings = ShopSettings()
+    log: LogSettings = LogSettings()
+
+    def secrets(self) -> list[str]:
+        return _secret_values(
+            self.discord.token, self.stripe.secret_key, self.stripe.webhook_secret
+        )
+
+
+class WebhookSetupSettings(_FromSources):
+    """For `shopbot stripe setup-webhook`: everything `run` needs except the webhook signing
+    secret, which that verb creates."""
+
+    discord: DiscordSettings
+    stripe: StripeAccess
+    http: HttpSettings
+    database: DatabaseSettings = DatabaseSettings()
+    shop: ShopSettings = ShopSettings()
+    log: LogSettings = LogSettings()
+
+    def secrets(self) -> list[str]:
+        return _secret_values(
+            self.discord.token, self.stripe.secret_key, self.stripe.webhook_secret
+        )
+
+
+class LocalSettings(_FromSources):
+    """For verbs that only touch the database (migrate, backup, export): [database] and
+    [log] are checked; the other sections may be absent or unfinished and are not read."""
+
+    discord: dict[str, Any] = {}
+    stripe: dict[str, Any] = {}
+    http: dict[str, Any] = {}
+    database: DatabaseSettings = DatabaseSettings()
+    shop: dict[str, Any] = {}
+    log: LogSettings = LogSettings()
+
+    def secrets(self) -> list[str]:
+        return _secret_values(
+            self.discord.get("token"),
+            self.stripe.get("secret_key"),
+            self.stripe.get("webhook_secret"),
+        )
+
+
+AnySettings = TypeVar("AnySettings", Settings, WebhookSetupSettings, LocalSettings)
+
+
 def config_path(cli_path: str | None) -> Path:
     """--config, else $SHOPBOT_CONFIG, else ./config.toml."""
     return Path(cli_path or os.environ.get("SHOPBOT_CONFIG") or "config.toml")
 
 
-def load_settings(path: Path) -> Settings:
-    """Load and validate settings; raise ConfigError with one line naming the key."""
+@overload
+def load_settings(path: Path) -> Settings: ...
+@overload
+def load_settings(path: Path, model: type[AnySettings]) -> AnySettings: ...
+def load_settings(path: Path, model: type[_FromSources] = Settings) -> _FromSources:
+    """Load and validate settings as `model` (what the verb needs: Settings for the bot);
+    raise ConfigError with one line naming the key."""
 
-    class _FromFile(Settings):
+    class _FromFile(model):  # type: ignore[valid-type,misc]  # one subclass per file
         model_config = SettingsConfigDict(toml_file=path if path.is_file() else None)
 
     try:
-        return _FromFile()  # type: ignore[call-arg]  # the fields come from the file and env
+        return _FromFile()  # fields come from the file and env
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        raise ConfigError(_describe(exc, path, model)) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
-def _describe(exc: ValidationError, path: Path) -> str:
+def _describe(exc: ValidationError, path: Path, model: type[BaseModel]) -> str:
     """One line naming the first bad key, e.g. `discord.token: required`."""
     error = exc.errors()[0]
-    loc = _first_required_leaf([str(part) for part in error["loc"]])
+    loc = _first_required_leaf([str(part) for part in error["loc"]], model)
     key = ".".join(loc)
     env = "SHOPBOT_" + "__".join(part.upper() for part in loc)
     if error["type"] == "missing":
         where = f"set it in {path} or {env}" if path.is_file() else f"{path} not found; set {env}"
-        return f"{key} is required ({where})"
+        hint = SETUP_WEBHOOK_HINT if key == "stripe.webhook_secret" else ""
+        return f"{key} is required ({where}){hint}"
     if error["type"] == "extra_forbidden":
         return f"{key} is not a known setting (check the spelling in {path})"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{key}: {message}"
 
 
-def _first_required_leaf(loc: list[str]) -> list[str]:
+def _first_required_leaf(loc: list[str], root: type[BaseModel]) -> list[str]:
     """Extend a path to a missing section (`discord`) to its first required key."""
-    model: type[BaseModel] = Settings
+    model = root
     for part in loc:
         field = model.model_fields.get(part)
         if field is None or not isinstance(field.annotation, type):
@@ -198,4 +273,4 @@ def _first_required_leaf(loc: list[str]) -> list[str]:
             return loc
         model = field.annotation
     required = [name for name, field in model.model_fields.items() if field.is_required()]
-    return [*loc, required[0]] if required and model is not Settings else loc
+    return [*loc, required[0]] if required and model is not root else loc

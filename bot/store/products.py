@@ -66,6 +66,13 @@ class ProductRepo(Repo):
         rows = await self._all(sql + " ORDER BY name_key", (guild_id,))
         return [Product.from_row(row) for row in rows]
 
+    async def live_in_every_guild(self) -> builtins.list[Product]:
+        """Live (not archived, active or not) products of every guild, by guild and name."""
+        rows = await self._all(
+            "SELECT * FROM products WHERE archived=0 ORDER BY guild_id, name_key"
+        )
+        return [Product.from_row(row) for row in rows]
+
     async def update(self, product_id: int, **changes: Any) -> Product:
         """Change editable fields; raises Duplicate on a duplicate name."""
         unknown = set(changes) - _EDITABLE

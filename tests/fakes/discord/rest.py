@@ -32,6 +32,7 @@ class RestRoutes:
             web.get("/gateway", self.gateway),
             web.get("/gateway/bot", self.gateway_bot),
             web.get("/users/@me", self.me),
+            web.get("/users/@me/guilds", self.my_guilds),
             web.get("/oauth2/applications/@me", self.application),
             web.get("/applications/@me", self.application),
             web.get(app + "/commands", self.get_commands),
@@ -87,6 +88,31 @@ class RestRoutes:
     async def me(self, request: web.Request) -> web.Response:
         """GET /users/@me."""
         return json_response(self.fake._self_user_payload())
+
+    async def my_guilds(self, request: web.Request) -> web.Response:
+        """GET /users/@me/guilds?before=&after=&limit= (1..200, default 200), by id, each
+        with the bot's guild-level `permissions`."""
+        limit = parse_id(request.query.get("limit", "200"))
+        if not 1 <= limit <= 200:
+            raise DiscordHTTPError(400, R.INVALID_FORM_BODY)
+        after = parse_id(request.query.get("after", "0"))
+        before = parse_id(request.query["before"]) if "before" in request.query else None
+        ids = sorted(g for g in self.fake.guilds if g > after and (before is None or g < before))
+        bot_id = self.fake.bot_user.id
+        return json_response(
+            [
+                {
+                    "id": str(guild.id),
+                    "name": guild.name,
+                    "icon": None,
+                    "banner": None,
+                    "owner": guild.owner_id == bot_id,
+                    "permissions": str(guild.permissions(bot_id)),
+                    "features": [],
+                }
+                for guild in (self.fake.guilds[g] for g in ids[:limit])
+            ]
+        )
 
     async def application(self, request: web.Request) -> web.Response:
         """GET /oauth2/applications/@me."""

@@ -31,6 +31,8 @@ RETRIEVABLE = {
     "products": ("products", "product"),
     "subscriptions": ("subscriptions", "subscription"),
     "events": ("events", "event"),
+    "webhook_endpoints": ("webhook_endpoints", "webhook_endpoint"),
+    "billing_portal/configurations": ("portal_configurations", "billing_portal.configuration"),
 }
 
 
@@ -170,6 +172,29 @@ def _list_invoice_payments(
     return paginate(payments, params, "/v1/invoice_payments")
 
 
+def _list_webhook_endpoints(
+    fake: CheckoutOps, ids: tuple[str, ...], params: dict[str, Any]
+) -> StripeObject:
+    """`GET /v1/webhook_endpoints`, newest first; the signing secrets are never listed."""
+    return paginate(newest_first(fake.webhook_endpoints.values()), params, "/v1/webhook_endpoints")
+
+
+def _list_portal_configurations(
+    fake: CheckoutOps, ids: tuple[str, ...], params: dict[str, Any]
+) -> StripeObject:
+    """`GET /v1/billing_portal/configurations` filtered by `active` and `is_default`."""
+    wanted = {key: params[key] for key in ("active", "is_default") if key in params}
+    for key, value in wanted.items():
+        if not isinstance(value, bool):
+            raise invalid(f"Invalid boolean: {value}", param=key)
+    configurations = [
+        configuration
+        for configuration in newest_first(fake.portal_configurations.values())
+        if all(configuration[key] == value for key, value in wanted.items())
+    ]
+    return paginate(configurations, params, "/v1/billing_portal/configurations")
+
+
 def _create_portal_session(
     fake: CheckoutOps, ids: tuple[str, ...], params: dict[str, Any]
 ) -> StripeObject:
@@ -211,6 +236,15 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("GET", _p("/v1/events"), _list_events),
     ("GET", _p("/v1/invoice_payments"), _list_invoice_payments),
     ("GET", _p("/v1/account"), lambda f, i, p: f.account),
+    ("POST", _p("/v1/webhook_endpoints"), lambda f, i, p: f.create_webhook_endpoint(p)),
+    ("GET", _p("/v1/webhook_endpoints"), _list_webhook_endpoints),
+    (
+        "POST",
+        _p(f"/v1/webhook_endpoints/{_ID}"),
+        lambda f, i, p: f.update_webhook_endpoint(i[0], p),
+    ),
+    ("DELETE", _p(f"/v1/webhook_endpoints/{_ID}"), lambda f, i, p: f.delete_webhook_endpoint(i[0])),
+    ("GET", _p("/v1/billing_portal/configurations"), _list_portal_configurations),
     ("GET", _p(f"/v1/({'|'.join(map(re.escape, RETRIEVABLE))})/{_ID}"), _retrieve),
 ]
 

@@ -29,11 +29,14 @@ INT_FIELDS = frozenset(
 #: Leaf keys whose values the SDK sends as "true"/"false" and the fake treats as booleans.
 BOOL_FIELDS = frozenset(
     {
+        "active",
         "allow_promotion_codes",
         "cancel_at_period_end",
         "delivery_success",
+        "disabled",
         "enabled",
         "invoice_now",
+        "is_default",
         "prorate",
     }
 )

@@ -119,6 +119,8 @@ _RESETS: dict[str, dict[str, Any]] = {
     "product": {"default_price": None, "package_dimensions": None},
     "dispute": {"enhanced_eligibility_types": []},
     "billing_portal.session": {"flow": None, "livemode": False},
+    "billing_portal.configuration": {"application": None, "default_return_url": None},
+    "webhook_endpoint": {"application": None, "description": None, "metadata": {}},
     "account": {"charges_enabled": True, "details_submitted": True, "payouts_enabled": True},
     "item": {"adjustable_quantity": None},
 }

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .endpoints import AccountSetupOps
 from .errors import FakeUsageError, invalid
 from .objects import fresh, list_object
-from .state import FakeState, StripeObject, validate_metadata
+from .state import StripeObject, validate_metadata
 
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 DISPUTE_WINDOW_SECONDS = 7 * 24 * 3600
@@ -19,7 +20,7 @@ def format_money(amount: int, currency: str) -> str:
     return f"${value}" if currency == "usd" else f"{value} {currency.upper()}"
 
 
-class PaymentOps(FakeState):
+class PaymentOps(AccountSetupOps):
     """One-off payments (a PaymentIntent with one Charge) and what happens to them later."""
 
     def _new_charge(self, intent: StripeObject) -> StripeObject:

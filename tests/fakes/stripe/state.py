@@ -99,6 +99,8 @@ class FakeState:
         "price": ("prices", "price"),
         "prod": ("products", "product"),
         "evt": ("events", "event"),
+        "we": ("webhook_endpoints", "webhook_endpoint"),
+        "bpc": ("portal_configurations", "billing_portal.configuration"),
     }
 
     def __init__(
@@ -126,6 +128,11 @@ class FakeState:
         self.prices: dict[str, StripeObject] = {}
         self.products: dict[str, StripeObject] = {}
         self.portal_sessions: dict[str, StripeObject] = {}
+        self.webhook_endpoints: dict[str, StripeObject] = {}
+        #: The signing secret of each webhook endpoint (Stripe shows it only at creation).
+        self.webhook_secrets: dict[str, str] = {}
+        #: Customer portal configurations (`add_portal_configuration` saves one).
+        self.portal_configurations: dict[str, StripeObject] = {}
         #: Events in creation order (dicts keep insertion order).
         self.events: dict[str, StripeObject] = {}
         self.requests: list[RecordedRequest] = []
