@@ -209,8 +209,7 @@ class DeliveryWorker:
                     error=error,
                 )
                 await self.planner.after_job(tx, job)
-        if outcome != "completed":
-            log.info("job %s (%s) %s: %s", job.id, job.kind, outcome, error)
+        _log_outcome(job, outcome, error)
         self._on_outcome(job.kind, outcome)
         return outcome
 
@@ -355,3 +354,24 @@ class DeliveryWorker:
         if not text:
             raise PermanentFailure("notice without text")
         await self.discord.send_dm(job.user_id, text)
+
+
+def _log_outcome(job: Job, outcome: str, error: str | None) -> None:
+    """One line an operator can follow per delivery: INFO when done, WARNING (with what
+    to fix) when it failed for good; retries and waits stay at INFO."""
+    who = f"user {job.user_id} in guild {job.guild_id}"
+    order = f" (order #{job.order_id})" if job.order_id else ""
+    if outcome == "completed":
+        if job.kind == "grant_role":
+            log.info("role %s given to %s%s", job.payload.get("role_id"), who, order)
+        elif job.kind == "revoke_role":
+            log.info("role %s removed from %s%s", job.payload.get("role_id"), who, order)
+        else:
+            log.info("%s done for %s%s", job.kind.replace("_", " "), who, order)
+    elif outcome == "failed":
+        log.warning(
+            "job %s (%s) for %s%s failed: %s; fix it, then `/shop retry %s`",
+            job.id, job.kind, who, order, error, job.id,
+        )  # fmt: skip
+    else:
+        log.info("job %s (%s) for %s %s: %s", job.id, job.kind, who, outcome, error)

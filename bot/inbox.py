@@ -142,6 +142,7 @@ class Inbox:
             (event_id, event, await self._look_up(event_id, event))
             for event_id, event in ((event_id, json.loads(payload)) for event_id, payload in batch)
         ]
+        applied: list[tuple[Any, int]] = []
         async with self.store.transaction() as tx:
             for event_id, event, lookup_error in looked_up:
                 current = await tx.events.get(event_id)
@@ -153,9 +154,13 @@ class Inbox:
                     async with tx.savepoint():
                         status, order_id = await self.dispatcher.apply(tx, event)
                         await tx.events.mark(event_id, status, order_id=order_id)
+                    if status == "processed" and order_id is not None:
+                        applied.append((event.get("type"), order_id))
                 except Exception as exc:
                     await self._mark_failed(tx, event_id, event, exc, current.attempts)
                 self.processed += 1
+        for kind, order_id in applied:  # committed: one line per business event
+            log.info("stripe %s applied to order #%s", kind, order_id)
         self._on_jobs_queued()
 
     async def _look_up(self, event_id: str, event: dict[str, Any]) -> PaymentError | None:

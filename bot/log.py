@@ -72,4 +72,7 @@ def setup_logging(level: str, as_json: bool, secrets: Iterable[str]) -> None:
     root.setLevel(level)
     logging.getLogger("discord").setLevel(max(logging.getLevelName(level), logging.INFO))
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
-    logging.getLogger("stripe").setLevel(max(logging.getLevelName(level), logging.INFO))
+    # The SDK logs every request at INFO ("message='Request to Stripe api'"): shown only
+    # when debugging.
+    debugging = logging.getLevelName(level) <= logging.DEBUG
+    logging.getLogger("stripe").setLevel(logging.DEBUG if debugging else logging.WARNING)

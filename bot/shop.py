@@ -272,6 +272,11 @@ class ShopService:
         async with self.store.reading() as tx:
             return await tx.products.list(guild_id, active_only=active_only)
 
+    async def count_products(self) -> int:
+        """Live products of every guild (for the ready line in the log)."""
+        async with self.store.reading() as tx:
+            return len(await tx.products.live_in_every_guild())
+
     async def units_left(self, product_id: int) -> int | None:
         """How many can still be bought (None = unlimited; 0 = sold out), net of open
         checkouts and, for license keys, of keys held by them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import discord
@@ -9,6 +10,8 @@ from discord.ext import commands
 
 if TYPE_CHECKING:
     from bot.app import ShopBot
+
+log = logging.getLogger(__name__)
 
 
 class Members(commands.Cog):
@@ -18,6 +21,13 @@ class Members(commands.Cog):
     @commands.Cog.listener()
     async def on_ready(self) -> None:
         """Every READY (start, or a session Discord invalidated): events may have been missed."""
+        products = await self.bot.shop.count_products()
+        servers = len(self.bot.guilds)
+        log.info(
+            "ready as %s in %d server%s, %d product%s, web on :%d",
+            self.bot.user, servers, "" if servers == 1 else "s",
+            products, "" if products == 1 else "s", self.bot.settings.http.port,
+        )  # fmt: skip
         self.bot.background.start(self.bot.reconcile_all(), name="reconcile-on-ready")
 
     @commands.Cog.listener()

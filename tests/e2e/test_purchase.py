@@ -149,6 +149,26 @@ async def test_role_hierarchy_refused_then_failed_with_reason(shop: Shop) -> Non
     assert "above the bot's highest role" in text_of(queue)
     await shop.wait(lambda: shop.dms_to(BUYER), "receipt mentions the problem")
     assert "could not be completed" in str(shop.dms_to(BUYER)[0])
+    failed = [line for line in shop.bot.log_text().splitlines() if "(grant_role)" in line]
+    assert any("WARNING" in line and "above the bot's highest role" in line
+               and "then `/shop retry" in line for line in failed), failed  # fmt: skip
+
+
+async def test_operator_can_follow_the_log(shop: Shop) -> None:
+    """Issue 10: at INFO, one line at ready, one per business event, no Stripe SDK lines."""
+    await shop.add_product()
+    await shop.bot.stop()
+    before = len(shop.bot.log_text())
+    shop.bot.env["SHOPBOT_LOG__LEVEL"] = "INFO"
+    await shop.bot.start()
+    await shop.pay(await shop.buy())
+    await shop.wait(lambda: shop.has_role(BUYER), "role granted")
+    await shop.wait(lambda: "receipt done" in shop.bot.log_text(), "receipt logged")
+    log = shop.bot.log_text()[before:]
+    assert "ready as shopbot in 1 server, 1 product, web on :" in log
+    assert "stripe checkout.session.completed applied to order #1" in log
+    assert f"role {shop.vip_role} given to user {BUYER} in guild {shop.guild_id} (order #1)" in log
+    assert "stripe:" not in log and " DEBUG " not in log
 
 
 async def test_non_admin_is_refused_server_side(shop: Shop) -> None:
