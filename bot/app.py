@@ -168,6 +168,7 @@ class ShopBot(commands.Bot):
             guild_link=lambda guild_id: f"https://discord.com/channels/{guild_id}",
             loops_down=lambda: self.background.down,
             metrics_token=self.settings.http.metrics_token.get_secret_value(),
+            storefronts=lambda: [(guild.id, guild.name) for guild in self.guilds],
         )
         self._web_runner = web.AppRunner(make_app(deps), access_log=None)
         await self._web_runner.setup()

@@ -50,6 +50,8 @@ class WebDeps:
     guild_link: Callable[[int], str]
     loops_down: Callable[[], dict[str, str]] = field(default=dict)
     metrics_token: str = ""  # empty: /metrics answers loopback clients only
+    # The servers this shop sells in, as (guild id, name): what GET / shows.
+    storefronts: Callable[[], list[tuple[int, str]]] = field(default=list)
 
 
 DEPS = web.AppKey("deps", WebDeps)
@@ -58,6 +60,7 @@ DEPS = web.AppKey("deps", WebDeps)
 def make_app(deps: WebDeps) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[DEPS] = deps
+    app.router.add_get("/", home)
     app.router.add_post("/webhooks/stripe", stripe_webhook)
     app.router.add_get("/checkout/success", checkout_success)
     app.router.add_get("/checkout/cancel", checkout_cancel)
@@ -104,6 +107,28 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
         content_type="text/html",
         status=status,
     )
+
+
+async def home(request: web.Request) -> web.Response:
+    """The shop's name and a way to its Discord server (the web shop itself is not on)."""
+    deps = request.app[DEPS]
+    fronts = sorted(deps.storefronts(), key=lambda front: front[1].casefold())
+    if not fronts:
+        return _page(
+            "shopbot",
+            "<h1>shopbot</h1><p>This shop is not in any Discord server yet.</p>",
+        )
+    title = fronts[0][1] if len(fronts) == 1 else "shopbot"
+    links = "".join(
+        f'<p><a class="button" href="{html.escape(deps.guild_link(guild_id))}">'
+        f"Open {html.escape(name)} in Discord</a></p>"
+        for guild_id, name in fronts
+    )
+    body = (
+        f"<h1>{html.escape(title)}</h1><p>This shop sells in Discord: in the server, "
+        "type <b>/buy</b> to pick a product and pay with Stripe.</p>" + links
+    )
+    return _page(title, body)
 
 
 async def checkout_success(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ class Web:
         self.world = world
         self.gateway = True
         self.down: dict[str, str] = {}
+        self.storefronts: list[tuple[int, str]] = []
 
     async def post_event(self, body: bytes, signature: str | None) -> tuple[int, dict]:
         headers = dict(STRIPE_WEBHOOK_HEADERS)
@@ -44,6 +45,7 @@ async def web(world: World, request: pytest.FixtureRequest) -> AsyncIterator[Web
         guild_link=lambda guild_id: f"https://discord.com/channels/{guild_id}",
         loops_down=lambda: holder[0].down,
         metrics_token=getattr(request, "param", ""),
+        storefronts=lambda: holder[0].storefronts,
     )
     client = TestClient(TestServer(make_app(deps)))
     await client.start_server()
@@ -102,6 +104,25 @@ async def test_success_page_names_the_order_and_escapes(web: Web) -> None:
         assert resp.status == 404
     async with web.client.get("/checkout/cancel") as resp:
         assert resp.status == 200 and "Nothing was charged" in await resp.text()
+
+
+async def test_home_page_names_the_shop_and_links_the_server(web: Web) -> None:
+    """Issue 10: GET / with the web shop off shows the shop's name (escaped) and a link to
+    its Discord server, not aiohttp's bare "404: Not Found"."""
+    web.storefronts = [(GUILD, "<Cool> & Co")]
+    async with web.client.get("/") as resp:
+        page = await resp.text()
+        assert resp.status == 200 and resp.content_type == "text/html"
+    assert "<title>&lt;Cool&gt; &amp; Co</title>" in page and "<Cool>" not in page
+    assert f'href="https://discord.com/channels/{GUILD}"' in page and "/buy" in page
+    web.storefronts = [(GUILD, "Zeta"), (GUILD + 1, "Alpha")]
+    async with web.client.get("/") as resp:
+        page = await resp.text()
+    assert page.index("Open Alpha in Discord") < page.index("Open Zeta in Discord")
+    assert f"https://discord.com/channels/{GUILD + 1}" in page
+    web.storefronts = []
+    async with web.client.get("/") as resp:
+        assert resp.status == 200 and "not in any Discord server yet" in await resp.text()
 
 
 async def test_healthz_names_what_is_down_and_metrics_count(web: Web) -> None:
