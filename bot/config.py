@@ -167,22 +167,6 @@ def _secret_values(*values: object) -> list[str]:
     return found
 
 
-class Settings(_FromSources):
-    """All of shopbot's configuration (SPEC §2)."""
-
-    discord: DiscordSettings
-    stripe: StripeSettings
-    http: HttpSettings
-    database: DatabaseSettings = DatabaseSettings()
-    shop: ShopSettings = ShopSettings()
-    log: LogSettings = LogSettings()
-
-    def secrets(self) -> list[str]:
-        return _secret_values(
-            self.discord.token, self.stripe.secret_key, self.stripe.webhook_secret
-        )
-
-
 class WebhookSetupSettings(_FromSources):
     """For `shopbot stripe setup-webhook`: everything `run` needs except the webhook signing
     secret, which that verb creates."""
@@ -198,6 +182,13 @@ class WebhookSetupSettings(_FromSources):
         return _secret_values(
             self.discord.token, self.stripe.secret_key, self.stripe.webhook_secret
         )
+
+
+class Settings(WebhookSetupSettings):
+    """All of shopbot's configuration (SPEC §2): the same sections, with the webhook
+    signing secret required."""
+
+    stripe: StripeSettings
 
 
 class LocalSettings(_FromSources):

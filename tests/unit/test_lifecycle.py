@@ -250,6 +250,29 @@ async def test_refund_before_completed_never_grants(world: World) -> None:
     assert [call for call in world.discord.calls if call[0] == "add"] == []
 
 
+async def in_order_and_reversed_twice(
+    world: World, events: list[dict[str, Any]], before: Path
+) -> dict[str, list[Any]]:
+    """Deliver `events` in order to the world, and in reverse, each twice, to a copy of the
+    database taken `before` them; assert both end alike and return that state."""
+    for event in events:
+        await world.deliver(event)
+    store = Store(before, world.clock)
+    await store.open()
+    dispatcher = build_domain(make_settings(world.stripe, before)).dispatcher
+    inbox = Inbox(store, world.inbox.payments, dispatcher, lambda: None)
+    try:
+        for event in reversed(events):
+            await world.deliver(event, inbox)
+            await world.deliver({**event, "id": event["id"] + "_again"}, inbox)
+    finally:
+        await store.close()
+    in_order, reverse = snapshot(world.store.db.path), snapshot(before)
+    for name in in_order:
+        assert in_order[name] == reverse[name], name
+    return in_order
+
+
 def snapshot(path: Path) -> dict[str, list[Any]]:
     """Orders, entitlements, jobs and Stripe facts, without timestamps, codes or row ids
     (entitlements are named by their order: which one is created first depends on order)."""
@@ -319,23 +342,7 @@ async def test_events_in_reverse_order_and_twice_end_in_the_same_state(
         e["type"] for e in events
     }
 
-    for event in events:
-        await world.deliver(event)
-
-    store = Store(before, world.clock)
-    await store.open()
-    dispatcher = build_domain(make_settings(fake, before)).dispatcher
-    inbox = Inbox(store, world.inbox.payments, dispatcher, lambda: None)
-    try:
-        for event in reversed(events):
-            await world.deliver(event, inbox)
-            await world.deliver({**event, "id": event["id"] + "_again"}, inbox)
-    finally:
-        await store.close()
-
-    in_order, reverse = snapshot(world.store.db.path), snapshot(before)
-    for name in in_order:
-        assert in_order[name] == reverse[name], name
+    in_order = await in_order_and_reversed_twice(world, events, before)
     assert [row[1] for row in in_order["orders"]] == ["disputed", "paid"]
     assert [row[3:6:2] for row in in_order["entitlements"]] == [
         ("revoked", "chargeback"),

@@ -10,11 +10,9 @@ from typing import Any
 import pytest
 
 from bot.errors import Conflict, PaymentError
-from bot.inbox import Inbox, retry_delay
+from bot.inbox import retry_delay
 from bot.models import Order
-from bot.services import build_domain
-from bot.store import Store
-from tests.unit.test_lifecycle import snapshot
+from tests.unit.test_lifecycle import in_order_and_reversed_twice
 from tests.unit.world import (
     ADMIN,
     BUYER,
@@ -24,7 +22,6 @@ from tests.unit.world import (
     add_message,
     add_product,
     buy,
-    make_settings,
 )
 
 
@@ -167,22 +164,7 @@ async def test_subscription_events_in_reverse_and_twice_end_in_the_same_state(
     fake.refund(fake.invoice_payment_intent(fake.subscriptions[sub]["latest_invoice"]))
     fake.dispute(first)
     events = [copy.deepcopy(event) for event in fake.events.values()]
-    for event in events:
-        await world.deliver(event)
-
-    store = Store(before, world.clock)
-    await store.open()
-    dispatcher = build_domain(make_settings(fake, before)).dispatcher
-    inbox = Inbox(store, world.inbox.payments, dispatcher, lambda: None)
-    try:
-        for event in reversed(events):
-            await world.deliver(event, inbox)
-            await world.deliver({**event, "id": event["id"] + "_again"}, inbox)
-    finally:
-        await store.close()
-    in_order, reverse = snapshot(world.store.db.path), snapshot(before)
-    for name in in_order:
-        assert in_order[name] == reverse[name], name
+    in_order = await in_order_and_reversed_twice(world, events, before)
     assert [row[1] for row in in_order["orders"]] == ["disputed"]
     assert [row[3:6:2] for row in in_order["entitlements"]] == [("revoked", "chargeback")]
 
