@@ -91,6 +91,8 @@ def format_claim_code(raw: str) -> str:
 # stock again; if none is left the buyer is still served, and the admin is told.
 
 SOLD_OUT = "sold out"
+#: A checkout link is given again by /buy while it has at least this long left to live.
+REUSE_LINK_MARGIN = timedelta(minutes=5)
 NO_FREE_KEY = "no free license key"
 
 
@@ -323,6 +325,9 @@ class ShopService:
         now = self.clock.now()
         expires_at = now + checkout_lifetime(self.settings.shop.checkout_expiry_minutes)
         async with self.store.transaction() as tx:
+            still_open = await self._open_link(tx, guild_id, buyer_id, recipient, product)
+            if still_open is not None:
+                return still_open, product
             await self._refuse_if_busy(tx, guild_id, buyer_id, recipient, product)
             order = await tx.orders.create(
                 guild_id=guild_id,
@@ -401,6 +406,23 @@ class ShopService:
         except Exception:
             # The expiry loop closes it later (the order stays pending until then).
             log.exception("could not close order %s after its checkout failed", order.id)
+
+    async def _open_link(
+        self, tx: Tx, guild_id: int, buyer_id: int, recipient: int, product: Product
+    ) -> Order | None:
+        """The buyer's checkout of this product (for this recipient) that can still be paid
+        for a while: /buy gives that link again instead of opening another."""
+        usable_until = tx.now + REUSE_LINK_MARGIN
+        for order in await tx.orders.open_checkouts(guild_id, buyer_id):
+            if (
+                order.product_id == product.id
+                and order.recipient_id == recipient
+                and order.checkout_url
+                and order.checkout_expires_at is not None
+                and order.checkout_expires_at > usable_until
+            ):
+                return order
+        return None
 
     async def _refuse_if_busy(
         self, tx: Tx, guild_id: int, buyer_id: int, recipient: int, product: Product

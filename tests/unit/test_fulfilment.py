@@ -124,11 +124,28 @@ async def test_stripe_failure_marks_order_failed(world: World) -> None:
 
 async def test_open_checkout_cap(world: World) -> None:
     """A member cannot hold more than shop.max_open_checkouts unpaid links."""
-    await add_gold(world)
-    for _ in range(3):
-        await world.shop.start_checkout(GUILD, BUYER, "gold")
+    for name in ("Gold", "Silver", "Bronze", "Iron"):
+        await world.shop.add_product(GUILD, ADMIN, ProductDraft(name=name, price="4.99"))
+    for name in ("gold", "silver", "bronze"):
+        await world.shop.start_checkout(GUILD, BUYER, name)
     with pytest.raises(Conflict, match="checkout links open"):
-        await world.shop.start_checkout(GUILD, BUYER, "gold")
+        await world.shop.start_checkout(GUILD, BUYER, "iron")
+
+
+async def test_buy_returns_the_still_open_link(world: World) -> None:
+    """Issue 11: /buy of a product whose link is still open gives that link again (no second
+    order, no second reservation); close to its expiry, or as a gift, a new one is made."""
+    await world.shop.add_product(GUILD, ADMIN, ProductDraft(name="Gold", price="4.99", stock=5))
+    first, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    again, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    assert (again.id, again.checkout_url) == (first.id, first.checkout_url)
+    assert world.rows("SELECT COUNT(*) FROM orders") == [(1,)]
+    assert world.rows("SELECT stock FROM products") == [(4,)]
+    gift, _ = await world.shop.start_checkout(GUILD, BUYER, "gold", gift_to=OTHER)
+    assert gift.id != first.id
+    world.advance(minutes=27)  # 30-minute links: less than 5 minutes left
+    fresh, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    assert fresh.id not in (first.id, gift.id)
 
 
 async def test_claim_code_attaches_unclaimed_order_once(world: World) -> None:
