@@ -35,7 +35,7 @@ async def export_orders(store: Store, fmt: str) -> str:
         rows = await tx.orders.export_rows()
     records = [{column: row[column] for column in EXPORT_COLUMNS} for row in rows]
     if fmt == "json":
-        return json.dumps(records, indent=2)
+        return json.dumps(records, indent=2) + "\n"
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
     writer.writeheader()

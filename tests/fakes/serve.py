@@ -1,5 +1,6 @@
 """Run the local fakes of Discord and Stripe by hand, to try shopbot without any account.
 
+    pip install -e '.[test]'     # the fakes use the test extras
     python -m tests.fakes.serve --config trial/config.toml
 
 starts both fakes on free ports of 127.0.0.1 with one server ("Corner Shop": the bot, an
