@@ -84,6 +84,7 @@ class ShopBot(commands.Bot):
         self.worker, self.inbox = services.worker, services.inbox
         self.actions, self.reports = services.actions, services.reports
         self.admin_ops = services.admin_ops
+        self.panels = services.panels
         self._watch_member_updates()
         self._watch_gateway()
         for extension in EXTENSIONS:

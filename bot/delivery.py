@@ -14,12 +14,13 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.clock import Clock
-from bot.errors import MemberMissing, PermanentFailure, TransientFailure
+from bot.errors import MemberMissing, MessageGone, PermanentFailure, TransientFailure
 from bot.messages import gift_text, receipt_text
 from bot.models import EntitlementStatus, Job, JobStatus, Order, Product
+from bot.panels import panel_body
 from bot.planning import Planner
 from bot.store import Store
 from bot.tasks import TaskGroup, wait_event
@@ -27,6 +28,7 @@ from bot.tasks import TaskGroup, wait_event
 log = logging.getLogger(__name__)
 
 EXPIRY_CHECK = timedelta(seconds=60)  # how often overdue (undeliverable) jobs are expired
+PANEL_ROUNDS = 5  # a panel edit is sent again while its products keep changing meanwhile
 
 
 class DiscordActions(Protocol):
@@ -41,6 +43,11 @@ class DiscordActions(Protocol):
     async def kick(self, guild_id: int, user_id: int, reason: str) -> None: ...
     async def ban(self, guild_id: int, user_id: int, reason: str) -> None: ...
     async def create_invite(self, channel_id: int, reason: str) -> str: ...
+    async def post_message(self, channel_id: int, body: dict[str, Any]) -> int: ...
+    async def edit_message(
+        self, channel_id: int, message_id: int, body: dict[str, Any]
+    ) -> None: ...
+    async def delete_message(self, channel_id: int, message_id: int) -> None: ...
 
 
 class DeliveryWorker:
@@ -79,6 +86,7 @@ class DeliveryWorker:
             "revoke_role": self._revoke_role,
             "deliver_license": self._deliver_license,
             "notice": self._notice,
+            "edit_panel": self._edit_panel,
         }
 
     async def finish_in_flight(self, grace: float = 5.0) -> None:
@@ -355,11 +363,49 @@ class DeliveryWorker:
             raise PermanentFailure("notice without text")
         await self.discord.send_dm(job.user_id, text)
 
+    async def _edit_panel(self, job: Job) -> None:
+        """Edit a shop panel message to show its products as they are now.
+
+        The content is read when the job runs, so changes queued while it was pending are
+        all in it; one made while the edit was on its way (the panel's version moved) sends
+        it again. A panel whose message was deleted by hand is forgotten, not retried.
+        """
+        panel_id = int(job.payload["panel_id"])
+        for _ in range(PANEL_ROUNDS):
+            async with self.store.reading() as tx:
+                panel = await tx.panels.get(panel_id)
+                if panel is None:
+                    return  # removed meanwhile (`/shop panel remove`)
+                body = await panel_body(tx, panel)
+            try:
+                await self.discord.edit_message(panel.channel_id, panel.message_id, body)
+            except MessageGone:
+                async with self.store.transaction() as tx:
+                    await tx.panels.forget(panel_id)
+                    await tx.audit.add(
+                        "panel.forgotten",
+                        guild_id=job.guild_id,
+                        panel_id=panel_id,
+                        message_id=panel.message_id,
+                        reason="the message was deleted",
+                    )
+                log.info(
+                    "shop panel %s: message %s was deleted; forgotten", panel_id, panel.message_id
+                )
+                return
+            async with self.store.reading() as tx:
+                now = await tx.panels.get(panel_id)
+            if now is None or now.version == panel.version:
+                return
+        raise TransientFailure("the panel's products kept changing; editing again")
+
 
 def _log_outcome(job: Job, outcome: str, error: str | None) -> None:
     """One line an operator can follow per delivery: INFO when done, WARNING (with what
     to fix) when it failed for good; retries and waits stay at INFO."""
     who = f"user {job.user_id} in guild {job.guild_id}"
+    if job.kind == "edit_panel":
+        who = f"shop panel {job.payload.get('panel_id')} in guild {job.guild_id}"
     order = f" (order #{job.order_id})" if job.order_id else ""
     if outcome == "completed":
         if job.kind == "grant_role":

@@ -9,11 +9,13 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from bot.errors import MemberMissing, PermanentFailure, TransientFailure
+from bot.errors import MemberMissing, MessageGone, PermanentFailure, TransientFailure
 
 T = TypeVar("T")
 
+UNKNOWN_CHANNEL = 10003
 UNKNOWN_MEMBER = 10007
+UNKNOWN_MESSAGE = 10008
 UNKNOWN_ROLE = 10011
 UNKNOWN_USER = 10013
 MISSING_PERMISSIONS = 50013
@@ -68,6 +70,24 @@ class DiscordAdapter:
             )
         )
 
+    async def post_message(self, channel_id: int, body: dict[str, Any]) -> int:
+        """Send a message whose JSON body (content, embeds, components) was built elsewhere
+        (bot/panels.py); return its id. Buttons in it reach the bot's DynamicItems."""
+        message: Any = await self._call(
+            self.bot.http.send_message(channel_id, params=_json_params(body))
+        )
+        return int(message["id"])
+
+    async def edit_message(self, channel_id: int, message_id: int, body: dict[str, Any]) -> None:
+        """PATCH the bot's message; MessageGone when it (or its channel) was deleted."""
+        await self._call(
+            self.bot.http.edit_message(channel_id, message_id, params=_json_params(body))
+        )
+
+    async def delete_message(self, channel_id: int, message_id: int) -> None:
+        """Delete the bot's message; MessageGone when it was already deleted."""
+        await self._call(self.bot.http.delete_message(channel_id, message_id))
+
     async def kick(self, guild_id: int, user_id: int, reason: str) -> None:
         await self._call(self.bot.http.kick(user_id, guild_id, reason=reason), guild_id=guild_id)
 
@@ -107,6 +127,8 @@ class DiscordAdapter:
         except discord.NotFound as exc:
             if exc.code == UNKNOWN_MEMBER:
                 raise MemberMissing() from None
+            if exc.code in (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL):
+                raise MessageGone(f"Discord says {exc.text or 'unknown message'}") from None
             if exc.code == UNKNOWN_ROLE:
                 raise PermanentFailure(f"role {role_id} no longer exists") from None
             raise PermanentFailure(f"Discord says not found ({exc.code}: {exc.text})") from None
@@ -140,6 +162,11 @@ class DiscordAdapter:
         if role is not None and role.managed:
             return f"Missing Permissions: role @{role.name} is managed by an integration"
         return "Missing Permissions: the bot is not allowed to do this"
+
+
+def _json_params(body: dict[str, Any]) -> discord.http.MultipartParameters:
+    """A ready JSON body as discord.py's request parameters (no files)."""
+    return discord.http.MultipartParameters(payload=body, multipart=None, files=None)
 
 
 def role_problem(guild: discord.Guild, role: discord.Role) -> str | None:

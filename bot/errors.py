@@ -60,6 +60,10 @@ class PermanentFailure(DeliveryError):
     """Retrying will not help (missing permissions, role hierarchy, unknown role)."""
 
 
+class MessageGone(PermanentFailure):
+    """The message or its channel no longer exists (Discord 10008 / 10003)."""
+
+
 class TransientFailure(DeliveryError):
     """Discord 5xx, network trouble or a rate limit: retry later."""
 

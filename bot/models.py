@@ -148,6 +148,20 @@ class Product(Record):
     archived: bool
     created_at: datetime
     updated_at: datetime
+    image_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """A shop panel message (SPEC §4): its products, in the order they are shown."""
+
+    id: int
+    guild_id: int
+    channel_id: int
+    message_id: int
+    title: str
+    version: int
+    product_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,9 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
 - `open_key` — at most one such job pending or running at a time (repairs may repeat):
       "entitlement:" id ":role:" role_id ":grant" | ":revoke"
       "member:" guild_id ":" user_id ":role:" role_id ":revoke"   (reconcile, no entitlement)
+      "panel:" panel_id ":edit"    re-render a shop panel message (`edit_panel`, no member:
+                                   user_id 0); the job renders what is current when it runs,
+                                   so changes made while one is pending collapse into it
 
 Callers pass the facts; the planner never commits: it writes into the caller's transaction,
 and the store wakes the worker when that transaction commits.
@@ -39,6 +42,8 @@ from bot.store.roles import WantedRole
 PURCHASE_STAGES = (Stage.ON_PURCHASE.value, "rejoin", "reconcile", "restore")
 #: Job kinds that tell people about an order once its delivery has run (not deliveries).
 NOTICE_KINDS = ("receipt", "gift")
+#: The `user_id` of jobs that concern no member (shop panel edits).
+PANEL_USER = 0
 
 
 def _cycle(cycle: int) -> str:
@@ -76,6 +81,10 @@ class Keys:
     @staticmethod
     def open_role(entitlement_id: int, role_id: int, kind: str) -> str:
         return f"entitlement:{entitlement_id}:role:{role_id}:{kind.removesuffix('_role')}"
+
+    @staticmethod
+    def open_panel(panel_id: int) -> str:
+        return f"panel:{panel_id}:edit"
 
     @staticmethod
     def open_member_role(guild_id: int, user_id: int, role_id: int, kind: str) -> str:
@@ -295,6 +304,23 @@ class Planner:
             open_key=Keys.open_member_role(guild_id, user_id, role_id, "revoke_role"),
             payload={"role_id": role_id, "stage": "reconcile"},
         )
+
+    async def refresh_panels(self, tx: Tx, product_id: int) -> int:
+        """A product changed (price, text, stock, active, roles, removed): every shop panel
+        showing it is edited in place. The panel's version is bumped first, so an edit already
+        running with the old content is sent once more (bot/delivery.py `_edit_panel`)."""
+        queued = 0
+        for panel in await tx.panels.containing(product_id):
+            await tx.panels.touch(panel.id)
+            queued += await self._enqueue(
+                tx,
+                guild_id=panel.guild_id,
+                user_id=PANEL_USER,
+                kind="edit_panel",
+                open_key=Keys.open_panel(panel.id),
+                payload={"panel_id": panel.id},
+            )
+        return queued
 
     async def _enqueue(self, tx: Tx, **job: Any) -> int:
         return int(await tx.jobs.enqueue(**job) is not None)

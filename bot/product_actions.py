@@ -66,6 +66,7 @@ class ActionService:
                 type=type,
                 stage=stage,
             )
+            await self.shop.planner.refresh_panels(tx, product.id)  # the role, the stock
         return action
 
     async def list(self, guild_id: int, ref: str) -> list[Action]:
@@ -82,6 +83,7 @@ class ActionService:
             await tx.audit.add(
                 "action.remove", guild_id=guild_id, actor_id=actor_id, action_id=action_id
             )
+            await self.shop.planner.refresh_panels(tx, action.product_id)
         return action
 
     async def add_licenses(
@@ -107,6 +109,8 @@ class ActionService:
                 product_id=product.id,
                 added=added,
             )
+            if added:
+                await self.shop.planner.refresh_panels(tx, product.id)  # sold out no more
         return added, len(keys) - added
 
 

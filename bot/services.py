@@ -22,6 +22,7 @@ from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
 from bot.lifecycle import Lifecycle
 from bot.membership import MemberService
+from bot.panels import PanelService
 from bot.payments import PaymentGateway
 from bot.planning import Planner
 from bot.product_actions import ActionService
@@ -71,6 +72,7 @@ class Services:
     reports: AdminReports
     admin_ops: AdminOps
     stripe_sync: StripeSync
+    panels: PanelService
 
 
 def build_services(
@@ -84,7 +86,7 @@ def build_services(
 ) -> Services:
     """Build the services; the worker is woken whenever a committed transaction made jobs due."""
     domain = build_domain(settings)
-    shop = ShopService(store, payments, settings, clock)
+    shop = ShopService(store, payments, settings, clock, domain.planner)
     worker = DeliveryWorker(store, discord, clock, domain.planner, on_outcome=on_job_outcome)
     store.on_jobs_due = worker.wake
     inbox = Inbox(store, payments, domain.dispatcher, worker.wake)
@@ -100,4 +102,5 @@ def build_services(
         reports=AdminReports(store),
         admin_ops=AdminOps(store, payments, shop, domain.access, domain.planner, settings),
         stripe_sync=StripeSync(store, payments, inbox, domain.dispatcher, clock, interval),
+        panels=PanelService(store, shop, discord),
     )

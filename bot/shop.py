@@ -7,6 +7,7 @@ import logging
 import re
 import secrets
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from bot.models import (
 )
 from bot.money import format_price, normalize_currency, parse_price
 from bot.payments import CheckoutRequest, PaymentGateway
+from bot.planning import Planner
 from bot.store import Duplicate, Store, Tx
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ MAX_NAME = 80
 MAX_DESCRIPTION = 500
 MAX_STOCK = 1_000_000
 MAX_DAYS = 3650
+MAX_IMAGE_URL = 1000
 #: 32 symbols (5 bits each) without the look-alikes 0/O and 1/I.
 CLAIM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CLAIM_GROUPS = 4  # of 4 symbols: 16 × 5 = 80 bits of randomness (SPEC §3: ≥ 64)
@@ -54,6 +57,7 @@ class ProductDraft:
     description: str | None = None
     stock: int | None = None
     allow_promotion_codes: bool = False
+    image_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,29 @@ def _clean_name(name: str) -> str:
     return name
 
 
+def clean_image_url(url: str) -> str | None:
+    """An image for the product's embed: an absolute http(s) URL; empty → None (no image)."""
+    url = url.strip()
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
+        raise InvalidInput("`image_url` must be a web address starting with https://.")
+    if len(url) > MAX_IMAGE_URL:
+        raise InvalidInput(f"`image_url` can be at most {MAX_IMAGE_URL} characters.")
+    return url
+
+
+def describe_price(product: Product) -> str:
+    """The price with its kind: `$4.99`, `$4.99 / month`, `$4.99 for 30 days`."""
+    price = format_price(product.price_amount, product.currency)
+    if product.kind == Kind.SUBSCRIPTION:
+        return f"{price} / {product.interval}"
+    if product.kind == Kind.TIMED:
+        return f"{price} for {product.duration_days} days"
+    return price
+
+
 def _check_range(label: str, value: int | None, low: int, high: int) -> None:
     if value is not None and not low <= value <= high:
         raise InvalidInput(f"`{label}` must be between {low} and {high}.")
@@ -157,12 +184,18 @@ class ShopService:
     """Business rules for the catalog and for buying; imports nothing from discord."""
 
     def __init__(
-        self, store: Store, payments: PaymentGateway, settings: Settings, clock: Clock
+        self,
+        store: Store,
+        payments: PaymentGateway,
+        settings: Settings,
+        clock: Clock,
+        planner: Planner,
     ) -> None:
         self.store = store
         self.payments = payments
         self.settings = settings
         self.clock = clock
+        self.planner = planner  # panels showing a changed product are edited (a job)
 
     # catalog -------------------------------------------------------------------------
 
@@ -187,6 +220,7 @@ class ShopService:
         description = (draft.description or "").strip()
         if len(description) > MAX_DESCRIPTION:
             raise InvalidInput(f"Descriptions can be at most {MAX_DESCRIPTION} characters.")
+        image_url = clean_image_url(draft.image_url or "")
         try:
             async with self.store.transaction() as tx:
                 product = await tx.products.add(
@@ -201,6 +235,7 @@ class ShopService:
                     trial_days=draft.trial_days,
                     stock=draft.stock,
                     allow_promotion_codes=int(draft.allow_promotion_codes),
+                    image_url=image_url,
                 )
                 if draft.role_id is not None:
                     await tx.products.add_action(
@@ -240,6 +275,9 @@ class ShopService:
             updates["stock"] = changes["stock"]
         if changes.get("active") is not None:
             updates["active"] = int(bool(changes["active"]))
+        if changes.get("image_url") is not None:
+            url = changes["image_url"].strip()
+            updates["image_url"] = None if url.casefold() == "none" else clean_image_url(url)
         if not updates:
             raise InvalidInput("Nothing to change: give at least one option to edit.")
         try:
@@ -252,6 +290,7 @@ class ShopService:
                     product_id=product.id,
                     changes=updates,
                 )
+                await self.planner.refresh_panels(tx, product.id)
         except Duplicate:
             raise Conflict(f"A product named **{updates.get('name')}** already exists.") from None
         return product
@@ -268,6 +307,7 @@ class ShopService:
                 product_id=product.id,
                 name=product.name,
             )
+            await self.planner.refresh_panels(tx, product.id)
         return product
 
     async def list_products(self, guild_id: int, *, active_only: bool = False) -> list[Product]:
@@ -340,6 +380,8 @@ class ShopService:
             if await reserve_stock(tx, order) is not None:
                 raise Conflict(f"**{product.name}** is sold out.")  # rolls the order back
             await tx.orders.update(order.id, checkout_expires_at=expires_at)
+            if await tx.products.units_left(product.id) == 0:  # that was the last one
+                await self.planner.refresh_panels(tx, product.id)
         base = self.settings.http.public_url
         try:
             customer_id = await self.customer_of(buyer_id)
@@ -444,9 +486,4 @@ class ShopService:
                     )
 
     def describe_price(self, product: Product) -> str:
-        price = format_price(product.price_amount, product.currency)
-        if product.kind == Kind.SUBSCRIPTION:
-            return f"{price} / {product.interval}"
-        if product.kind == Kind.TIMED:
-            return f"{price} for {product.duration_days} days"
-        return price
+        return describe_price(product)

@@ -47,6 +47,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     product = app_commands.Group(name="product", description="Products for sale")
     action = app_commands.Group(name="action", description="What happens at each stage")
     license = app_commands.Group(name="license", description="License keys to hand out")
+    panel = app_commands.Group(name="panel", description="Shop messages with Buy buttons")
 
     def __init__(self, bot: ShopBot) -> None:
         self.bot = bot
@@ -71,6 +72,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         description="Shown at checkout",
         stock="How many can be sold (empty = unlimited)",
         allow_promotion_codes="Accept Stripe promotion codes at checkout",
+        image_url="An image for the product (https://…), shown on shop panels",
     )
     async def product_add(
         self,
@@ -86,6 +88,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         description: app_commands.Range[str, 0, 500] | None = None,
         stock: app_commands.Range[int, 0, 1_000_000] | None = None,
         allow_promotion_codes: bool = False,
+        image_url: app_commands.Range[str, 1, 1000] | None = None,
     ) -> None:
         assert interaction.guild is not None
         if role is not None:
@@ -104,6 +107,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             description=description,
             stock=stock,
             allow_promotion_codes=allow_promotion_codes,
+            image_url=image_url,
         )
         product = await self.bot.shop.add_product(interaction.guild.id, interaction.user.id, draft)
         gives = f", gives {role.mention}" if role else ""
@@ -114,6 +118,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
 
     @product.command(name="edit", description="Change a product")
     @app_commands.autocomplete(product=product_autocomplete)
+    @app_commands.describe(image_url="An image (https://…); `none` removes it")
     async def product_edit(
         self,
         interaction: discord.Interaction,
@@ -123,6 +128,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         description: app_commands.Range[str, 0, 500] | None = None,
         stock: app_commands.Range[int, 0, 1_000_000] | None = None,
         active: bool | None = None,
+        image_url: app_commands.Range[str, 1, 1000] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         updated = await self.bot.shop.edit_product(
@@ -134,6 +140,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             description=description,
             stock=stock,
             active=active,
+            image_url=image_url,
         )
         state = "for sale" if updated.active else "not for sale"
         await reply(
@@ -250,6 +257,51 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             interaction,
             f"Added {added} keys" + (f" ({known} were already there)." if known else "."),
         )
+
+    @panel.command(name="post", description="Post a shop message with a Buy button per product")
+    @app_commands.describe(
+        channel="Where to post it",
+        products="Product names or ids, separated by commas (default: all for sale, up to 10)",
+        title="A heading above the products (default: Shop)",
+    )
+    async def panel_post(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel,
+        products: app_commands.Range[str, 1, 1000] | None = None,
+        title: app_commands.Range[str, 1, 100] | None = None,
+    ) -> None:
+        guild = interaction.guild
+        assert guild is not None
+        me = guild.me
+        if me is not None:
+            perms = channel.permissions_for(me)
+            if not (perms.view_channel and perms.send_messages and perms.embed_links):
+                raise InvalidInput(
+                    f"The bot needs View Channel, Send Messages and Embed Links in "
+                    f"{channel.mention} to post a panel there."
+                )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        panel = await self.bot.panels.post(
+            guild.id, interaction.user.id, channel.id, products, title
+        )
+        link = f"https://discord.com/channels/{guild.id}/{channel.id}/{panel.message_id}"
+        await reply(
+            interaction,
+            f"Posted a panel with {len(panel.product_ids)} product(s) in {channel.mention}: "
+            f"{link}\nIt updates itself when those products change; "
+            "`/shop panel remove` takes it down.",
+        )
+
+    @panel.command(name="remove", description="Delete a shop panel message")
+    @app_commands.describe(message="The panel's message link (Copy Message Link) or id")
+    async def panel_remove(
+        self, interaction: discord.Interaction, message: app_commands.Range[str, 1, 200]
+    ) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        panel = await self.bot.panels.remove(interaction.guild_id, interaction.user.id, message)
+        await reply(interaction, f"Removed the shop panel from <#{panel.channel_id}>.")
 
     @app_commands.command(name="grant", description="Give a member a product without payment")
     @app_commands.describe(days="How long (empty = forever)")
@@ -385,9 +437,13 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
                 if job.last_error and job.status != JobStatus.COMPLETED
                 else ""
             )
+            whom = (
+                f"panel {job.payload.get('panel_id')}"
+                if job.kind == "edit_panel"
+                else f"<@{job.user_id}>"
+            )
             lines.append(
-                f"`#{job.id}` {job.kind} for <@{job.user_id}> · {job.status}"
-                f" · {job.attempts} tries{reason}"
+                f"`#{job.id}` {job.kind} for {whom} · {job.status} · {job.attempts} tries{reason}"
             )
         embed = discord.Embed(
             title="Delivery queue", colour=BRAND, description="\n".join(lines)[:4000]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.ui import View
 
-from bot.errors import Forbidden, InvalidInput, NotFound
+from bot.errors import Forbidden, InvalidInput, NotFound, TooManyAttempts
 from cogs._ui import checkout_embed, checkout_view, purchases_embed, reply
 from cogs.errors import report_error
 
@@ -25,8 +26,8 @@ HELP = """**Buying**
 `/claim code` — claim an order with its code (gifts, purchases made elsewhere).
 `/manage` — change or cancel your subscriptions in Stripe's billing portal.
 
-**Admins**: `/shop product add|edit|remove|list`, `/shop grant|revoke`, `/shop refund`,
-`/shop queue`."""
+**Admins**: `/shop product add|edit|remove|list`, `/shop panel post|remove`,
+`/shop grant|revoke`, `/shop refund`, `/shop queue`."""
 
 
 #: (uses, seconds) per member and guild: a person never needs more; Stripe and the database
@@ -96,6 +97,49 @@ class ProductPick(
             await report_error(interaction, exc)
 
 
+class BuyButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=r"shop:buy:(?P<product>[0-9]{1,20})",
+):
+    """A shop panel's Buy button (bot/panels.py builds it as `shop:buy:<product_id>`).
+
+    Anyone may press it; the checkout is theirs, exactly as `/buy product` makes it, and
+    every refusal (paused, sold out, already subscribed, too many open links) is ephemeral.
+    Matched by its custom_id, so it works after restarts without the panel being re-posted.
+    """
+
+    def __init__(self, product_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Buy", style=discord.ButtonStyle.success, custom_id=f"shop:buy:{product_id}"
+            )
+        )
+        self.product_id = product_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button,  # type: ignore[override]
+        match: re.Match[str],
+    ) -> BuyButton:
+        return cls(int(match["product"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot: ShopBot = interaction.client  # type: ignore[assignment]
+        try:
+            if interaction.guild_id is None:
+                raise InvalidInput("Shop panels work inside their server only.")
+            buyer: Buyer | None = bot.get_cog("Buyer")  # type: ignore[assignment]
+            if buyer is not None and (retry := buyer.buy_cooldown(interaction)) is not None:
+                raise TooManyAttempts(
+                    f"You are pressing Buy too fast; try again in {max(1, math.ceil(retry))} s."
+                )
+            await send_checkout(bot, interaction, str(self.product_id), None)
+        except Exception as exc:  # a component's errors never reach the tree's handler
+            await report_error(interaction, exc)
+
+
 def picker_view(buyer_id: int, gift_to: int | None, options: list[discord.SelectOption]) -> View:
     view = View(timeout=None)
     view.add_item(ProductPick(buyer_id, gift_to, options))
@@ -125,12 +169,24 @@ async def send_checkout(
 class Buyer(commands.Cog):
     def __init__(self, bot: ShopBot) -> None:
         self.bot = bot
+        # Panel Buy buttons share /buy's limit per member (it bounds Stripe calls, not buyers).
+        self._buy_cooldowns: dict[tuple[int | None, int], app_commands.Cooldown] = {}
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(ProductPick)
+        self.bot.add_dynamic_items(ProductPick, BuyButton)
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(ProductPick)
+        self.bot.remove_dynamic_items(ProductPick, BuyButton)
+
+    def buy_cooldown(self, interaction: discord.Interaction) -> float | None:
+        """Seconds to wait when this member pressed Buy too often (BUY_COOLDOWN), else None."""
+        key = per_member(interaction)
+        if len(self._buy_cooldowns) > 10_000:  # forget members whose window has passed
+            self._buy_cooldowns = {
+                k: c for k, c in self._buy_cooldowns.items() if c.get_tokens() < c.rate
+            }
+        bucket = self._buy_cooldowns.setdefault(key, app_commands.Cooldown(*BUY_COOLDOWN))
+        return bucket.update_rate_limit()
 
     @app_commands.command(name="buy", description="Buy a product from this server's shop")
     @app_commands.guild_only()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, FakeInteraction
 from tests.fakes.stripe import FakeStripe, WebhookSender
 from tests.harness import MANAGE_GUILD, SECRETS_TO_HIDE, WEBHOOK_SECRET, BotProcess, wait_until
 
@@ -88,6 +88,52 @@ class Shop:
             "grant waiting for the member",
         )
 
+    @property
+    def channel_id(self) -> int:
+        """The guild's default text channel (where panels are posted)."""
+        return self.discord.guild(self.guild_id).default_channel.id
+
+    async def post_panel(self, **options: Any) -> dict[str, Any]:
+        """/shop panel post in the default channel; return the panel message as Discord has it."""
+        before = set(self.discord.messages)
+        reply = await self.admin("shop panel post", {"channel": self.channel_id, **options})
+        assert "Posted a panel" in text_of(reply), text_of(reply)
+        posted = [
+            m
+            for mid, m in self.discord.messages.items()
+            if mid not in before and buy_buttons(m) and m["channel_id"] == str(self.channel_id)
+        ]
+        assert len(posted) == 1, posted
+        return posted[0]
+
+    def message(self, message_id: int | str) -> dict[str, Any] | None:
+        """A message as it is now (None once deleted)."""
+        return self.discord.messages.get(int(message_id))
+
+    async def press(
+        self, custom_id: str, user: int = BUYER, message_id: int | str | None = None
+    ) -> FakeInteraction:
+        """A member presses a button of a message the bot posted (type 3 interaction)."""
+        return await self.discord.click_component(
+            self.guild_id,
+            user,
+            custom_id,
+            message_id=int(message_id) if message_id is not None else None,
+            permissions="0",
+        )
+
+    async def press_buy(
+        self, product_id: int, user: int = BUYER, message_id: int | str | None = None
+    ) -> dict[str, Any]:
+        """Press a panel's Buy button; return the (ephemeral) answer once it carries text."""
+        inter = await self.press(f"shop:buy:{product_id}", user, message_id)
+        message = await inter.wait_message(predicate=lambda m: bool(text_of(m).strip()))
+        assert inter.is_ephemeral(), f"the Buy button answered publicly: {message}"
+        return message
+
+    def product_id(self, name: str) -> int:
+        return int(self.bot.scalar("SELECT id FROM products WHERE name=?", (name,)))
+
     def has_role(self, user: int, role: int | None = None) -> bool:
         return self.discord.has_role(self.guild_id, user, role or self.vip_role)
 
@@ -111,6 +157,16 @@ def text_of(message: dict[str, Any]) -> str:
         parts += [embed.get("title") or "", embed.get("description") or ""]
         parts += [f"{f['name']} {f['value']}" for f in embed.get("fields") or []]
     return "\n".join(parts)
+
+
+def buy_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shop panel Buy buttons of a message, in order."""
+    return [
+        item
+        for row in message.get("components") or []
+        for item in row.get("components") or []
+        if str(item.get("custom_id", "")).startswith("shop:buy:")
+    ]
 
 
 def checkout_url(message: dict[str, Any]) -> str | None:

@@ -323,6 +323,36 @@ async def test_closed_dms_are_refused(fake_discord: FakeDiscord, guild: FakeGuil
         assert [(uid, m["content"]) for uid, m in fake_discord.dms] == [(901, "hello")]
 
 
+async def test_channel_message_edit_and_delete(fake_discord: FakeDiscord, guild: FakeGuild) -> None:
+    """The bot edits (PATCH) and deletes its channel message; afterwards, and for a message
+    deleted by hand, Discord answers 404 10008 Unknown Message; a wrong channel is 10003."""
+    async with running_bot(fake_discord, guild) as bot:
+        channel = bot.get_partial_messageable(guild.default_channel.id)
+        message = await channel.send("v1", embed=discord.Embed(title="a"))
+        await message.edit(content="v2", embed=discord.Embed(title="b"))
+        stored = fake_discord.messages[message.id]
+        assert (stored["content"], stored["embeds"][0]["title"]) == ("v2", "b")
+        assert stored["edited_timestamp"] is not None
+        assert [m["content"] for _, m in fake_discord.message_edits] == ["v2"]
+        await message.delete()
+        assert message.id not in fake_discord.messages
+        with pytest.raises(discord.NotFound) as gone:
+            await message.edit(content="v3")
+        assert gone.value.code == 10008
+        with pytest.raises(discord.NotFound) as gone:
+            await message.delete()
+        assert gone.value.code == 10008
+        by_hand = await channel.send("panel")
+        fake_discord.delete_message(by_hand.id)
+        with pytest.raises(discord.NotFound) as gone:
+            await by_hand.edit(content="v2")
+        assert gone.value.code == 10008
+        with pytest.raises(discord.NotFound) as unknown:
+            await bot.http.delete_message(1234, by_hand.id)
+        assert unknown.value.code == 10003
+    assert fake_discord.violations == []
+
+
 async def test_no_violations_from_discord_py(fake_discord: FakeDiscord, guild: FakeGuild) -> None:
     """A full session of real discord.py traffic produces zero OpenAPI violations."""
     async with running_bot(fake_discord, guild):

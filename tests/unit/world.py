@@ -18,7 +18,7 @@ import pytest_asyncio
 from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.delivery import DeliveryWorker
-from bot.errors import MemberMissing, PermanentFailure
+from bot.errors import MemberMissing, MessageGone, PermanentFailure
 from bot.inbox import Inbox
 from bot.lifecycle import Lifecycle
 from bot.membership import MemberService
@@ -44,6 +44,9 @@ class RecordingDiscord:
         self.dms: list[tuple[int, str]] = []
         self.absent: set[int] = set()
         self.refuse: set[int] = set()  # role changes for these members: Missing Permissions
+        self.messages: dict[int, tuple[int, dict[str, Any]]] = {}  # id → (channel, body)
+        self.edits: list[int] = []
+        self.next_message_id = 900_000
 
     async def wait_ready(self) -> None:
         return None
@@ -83,6 +86,21 @@ class RecordingDiscord:
 
     async def create_invite(self, channel_id: int, reason: str) -> str:
         return "https://discord.gg/test"
+
+    async def post_message(self, channel_id: int, body: dict[str, Any]) -> int:
+        self.next_message_id += 1
+        self.messages[self.next_message_id] = (channel_id, copy.deepcopy(body))
+        return self.next_message_id
+
+    async def edit_message(self, channel_id: int, message_id: int, body: dict[str, Any]) -> None:
+        if self.messages.get(message_id, (None,))[0] != channel_id:
+            raise MessageGone("Unknown Message")
+        self.messages[message_id] = (channel_id, copy.deepcopy(body))
+        self.edits.append(message_id)
+
+    async def delete_message(self, channel_id: int, message_id: int) -> None:
+        if self.messages.pop(message_id, (None,))[0] != channel_id:
+            raise MessageGone("Unknown Message")
 
 
 @dataclass

@@ -1,16 +1,17 @@
-"""REST handlers for channels: DM channels, sending messages (DM or guild), invites."""
+"""REST handlers for channels: DM channels, messages (send, edit, delete; DM or guild), invites."""
 
 from __future__ import annotations
 
+import copy
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import responses as R
-from .messages import build_message
-from .models import Perm, iso_now, snowflake
-from .responses import DiscordHTTPError, json_response
+from .messages import apply_edit, build_message
+from .models import FakeChannel, Perm, iso_now, snowflake
+from .responses import DiscordHTTPError, json_response, no_content
 from .rest import parse_id, require
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ class ChannelRoutes:
             web.post("/users/@me/channels", self.create_dm),
             web.get("/channels/{channel_id}", self.get_channel),
             web.post("/channels/{channel_id}/messages", self.send_message),
+            web.get("/channels/{channel_id}/messages/{message_id}", self.get_message),
+            web.patch("/channels/{channel_id}/messages/{message_id}", self.edit_message),
+            web.delete("/channels/{channel_id}/messages/{message_id}", self.delete_message),
             web.post("/channels/{channel_id}/invites", self.create_invite),
         ]
 
@@ -80,6 +84,43 @@ class ChannelRoutes:
         else:
             fake.channel_messages.append((channel.id, message))
         return json_response(message)
+
+    def _message(self, request: web.Request) -> tuple[FakeChannel, dict[str, Any]]:
+        """The channel and a message in it from the URL: 10003 Unknown Channel, 10008 Unknown
+        Message (also for a message id of another channel, as Discord answers)."""
+        channel = self.fake.channels.get(parse_id(request.match_info["channel_id"]))
+        if channel is None:
+            raise DiscordHTTPError(404, R.UNKNOWN_CHANNEL)
+        message = self.fake.messages.get(parse_id(request.match_info["message_id"]))
+        if message is None or message["channel_id"] != str(channel.id):
+            raise DiscordHTTPError(404, R.UNKNOWN_MESSAGE)
+        return channel, message
+
+    async def get_message(self, request: web.Request) -> web.Response:
+        """GET /channels/{c}/messages/{m}."""
+        return json_response(self._message(request)[1])
+
+    async def edit_message(self, request: web.Request) -> web.Response:
+        """PATCH /channels/{c}/messages/{m}: only the bot's own messages (else 50005)."""
+        fake = self.fake
+        channel, message = self._message(request)
+        if message["author"]["id"] != str(fake.bot_user.id):
+            raise DiscordHTTPError(403, R.CANNOT_EDIT_OTHERS)
+        body = request[R.BODY_KEY].json or {}
+        edited = apply_edit(message, body)
+        fake.message_edits.append((channel.id, copy.deepcopy(edited)))
+        return json_response(edited)
+
+    async def delete_message(self, request: web.Request) -> web.Response:
+        """DELETE /channels/{c}/messages/{m}: own messages freely, others' with Manage Messages."""
+        fake = self.fake
+        channel, message = self._message(request)
+        if message["author"]["id"] != str(fake.bot_user.id):
+            if channel.guild_id is None:
+                raise DiscordHTTPError(403, R.CANNOT_EDIT_OTHERS)
+            require(fake.guilds[channel.guild_id], fake.bot_user.id, Perm.MANAGE_MESSAGES)
+        fake.delete_message(int(message["id"]))
+        return no_content()
 
     async def create_invite(self, request: web.Request) -> web.Response:
         """POST /channels/{c}/invites."""

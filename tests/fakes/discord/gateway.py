@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .server import FakeDiscord
 
 GUILDS, GUILD_MEMBERS, GUILD_MODERATION = 1 << 0, 1 << 1, 1 << 2
+GUILD_MESSAGES = 1 << 9
 # Events that Discord only sends when the matching intent was identified with.
 EVENT_INTENTS = {
     "GUILD_CREATE": GUILDS,
@@ -32,6 +33,7 @@ EVENT_INTENTS = {
     "GUILD_MEMBER_REMOVE": GUILD_MEMBERS,
     "GUILD_BAN_ADD": GUILD_MODERATION,
     "GUILD_BAN_REMOVE": GUILD_MODERATION,
+    "MESSAGE_DELETE": GUILD_MESSAGES,
 }
 
 

@@ -19,6 +19,7 @@ class Perm:
     ADMINISTRATOR = 1 << 3
     MANAGE_CHANNELS = 1 << 4
     MANAGE_GUILD = 1 << 5
+    MANAGE_MESSAGES = 1 << 13
     VIEW_CHANNEL = 1 << 10
     SEND_MESSAGES = 1 << 11
     EMBED_LINKS = 1 << 14

@@ -58,6 +58,8 @@ class FakeDiscord(StateMixin, InteractionMixin):
         self.role_ops: list[RoleOp] = []
         self.dms: list[tuple[int, dict[str, Any]]] = []
         self.channel_messages: list[tuple[int, dict[str, Any]]] = []
+        self.message_edits: list[tuple[int, dict[str, Any]]] = []  # (channel, message after)
+        self.deleted_messages: list[int] = []
         self.invites: list[dict[str, Any]] = []
         self.kicks: list[tuple[int, int, str | None]] = []
         self.invalid_request_count = 0

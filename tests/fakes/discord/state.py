@@ -16,6 +16,8 @@ class StateMixin:
     guilds: dict[int, FakeGuild]
     channels: dict[int, FakeChannel]
     dm_closed: set[int]
+    messages: dict[int, dict[str, Any]]
+    deleted_messages: list[int]
 
     def dispatch(self, event: str, data: dict[str, Any]) -> int | None:  # pragma: no cover
         """Implemented by FakeDiscord."""
@@ -131,6 +133,17 @@ class StateMixin:
         if dispatch:
             self.dispatch("GUILD_ROLE_UPDATE", {"guild_id": str(guild.id), "role": role.payload()})
         return role
+
+    def delete_message(self, message_id: int, *, dispatch: bool = True) -> None:
+        """A message is deleted (by the bot's DELETE, or by hand in the client): later GETs,
+        PATCHes and DELETEs of it answer 10008 Unknown Message; MESSAGE_DELETE is sent."""
+        message = self.messages.pop(int(message_id))
+        self.deleted_messages.append(int(message_id))
+        if dispatch:
+            data = {"id": message["id"], "channel_id": message["channel_id"]}
+            if "guild_id" in message:
+                data["guild_id"] = message["guild_id"]
+            self.dispatch("MESSAGE_DELETE", data)
 
     def delete_role(self, guild_id: int, role_id: int, *, dispatch: bool = True) -> None:
         """Delete a role (and take it from every member); dispatches GUILD_ROLE_DELETE."""
