@@ -84,6 +84,16 @@ class RecordingDiscord:
     async def create_invite(self, channel_id: int, reason: str) -> str:
         return "https://discord.gg/test"
 
+    async def add_member(
+        self, guild_id: int, user_id: int, access_token: str, role_ids: list[int], reason: str
+    ) -> bool:
+        self.calls.append(("join", user_id, len(role_ids)))
+        if user_id not in self.absent:
+            return False
+        self.absent.discard(user_id)
+        self.roles[user_id].update(role_ids)
+        return True
+
 
 @dataclass
 class World:
