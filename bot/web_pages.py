@@ -305,7 +305,8 @@ async def buy(request: web.Request) -> web.StreamResponse:
         return await _forged(request)
     session = await aiohttp_session.get_session(request)
     buyer = _buyer(session, pages.clock)
-    if buyer is None and pages.oauth is not None and form.get("without_login") != "1":
+    chose_code = form.get("without_login") == "1" or bool(session.get("declined"))
+    if buyer is None and pages.oauth is not None and not chose_code:
         here = f"/shop/{guild_id}/{product_id}"
         raise web.HTTPSeeOther(f"/login?next={quote(here, safe='/')}")
     url = await pages.shop.checkout(guild_id, product_id, buyer)

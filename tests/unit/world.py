@@ -28,6 +28,7 @@ from bot.planning import Planner
 from bot.services import Domain, Services, build_services
 from bot.shop import ProductDraft, ShopService
 from bot.store import Store
+from bot.vault import Vault
 from tests.fakes.stripe import FakeClock, FakeStripe
 
 GUILD, ADMIN, BUYER, OTHER = 100, 1, 2, 3
@@ -109,6 +110,7 @@ class World:
     discord: RecordingDiscord
     clock: FrozenClock
     stripe_clock: FakeClock
+    vault: Vault
     delivered: set[str] = field(default_factory=set)
 
     @property
@@ -187,7 +189,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await store.open()
     payments = StripeGateway(fake.secret_key, SECRET, fake.api_base)
     discord = RecordingDiscord()
-    services = build_services(settings, store, payments, clock, discord)
+    vault = Vault("unit-session-secret-" + "x" * 24)
+    services = build_services(settings, store, payments, clock, discord, vault=vault)
     try:
         yield World(
             settings=settings,
@@ -202,6 +205,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             discord=discord,
             clock=clock,
             stripe_clock=stripe_clock,
+            vault=vault,
         )
     finally:
         await payments.close()
