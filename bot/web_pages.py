@@ -122,7 +122,7 @@ async def render(
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'self'; script-src 'unsafe-inline'; img-src 'self' https:;"
-        " form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'"
+        " frame-ancestors 'none'; base-uri 'none'"
     )
     return response
 

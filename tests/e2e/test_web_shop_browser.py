@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -76,18 +77,30 @@ class Page:
         """Click the element once it is on the page (after a navigation, when it loaded)."""
 
         def click() -> None:
-            element = WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
-                lambda d: d.find_element(By.CSS_SELECTOR, css)
-            )
+            try:
+                element = WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
+                    lambda d: d.find_element(By.CSS_SELECTOR, css)
+                )
+            except TimeoutException:
+                body = self.driver.find_element(By.TAG_NAME, "body").text
+                raise AssertionError(
+                    f"no {css} on {self.driver.current_url}:\n{body[:1500]}"
+                ) from None
             element.click()
 
         await self.run(click)
 
     async def wait_text(self, text: str, timeout: float = 30.0) -> str:
         def until() -> str:
-            WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
-                lambda d: text in d.find_element(By.TAG_NAME, "body").text
-            )
+            try:
+                WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
+                    lambda d: text in d.find_element(By.TAG_NAME, "body").text
+                )
+            except TimeoutException:
+                body = self.driver.find_element(By.TAG_NAME, "body").text
+                raise AssertionError(
+                    f"{text!r} not on {self.driver.current_url}:\n{body[:1500]}"
+                ) from None
             return str(self.driver.find_element(By.TAG_NAME, "body").text)
 
         return str(await self.run(until))
