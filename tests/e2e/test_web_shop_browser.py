@@ -16,7 +16,11 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -91,17 +95,25 @@ class Page:
         await self.run(click)
 
     async def wait_text(self, text: str, timeout: float = 30.0) -> str:
+        seen: list[str] = [""]
+
+        def has_text(d: webdriver.Chrome) -> bool:
+            seen[0] = d.find_element(By.TAG_NAME, "body").text  # the page may be reloading
+            return text in seen[0]
+
         def until() -> str:
             try:
-                WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
-                    lambda d: text in d.find_element(By.TAG_NAME, "body").text
-                )
+                WebDriverWait(
+                    self.driver,
+                    timeout,
+                    poll_frequency=0.1,
+                    ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
+                ).until(has_text)
             except TimeoutException:
-                body = self.driver.find_element(By.TAG_NAME, "body").text
                 raise AssertionError(
-                    f"{text!r} not on {self.driver.current_url}:\n{body[:1500]}"
+                    f"{text!r} not on {self.driver.current_url}:\n{seen[0][:1500]}"
                 ) from None
-            return str(self.driver.find_element(By.TAG_NAME, "body").text)
+            return seen[0]
 
         return str(await self.run(until))
 
