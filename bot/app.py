@@ -20,11 +20,14 @@ from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
 from bot.discord_adapter import DiscordAdapter
 from bot.lifecycle import run_expiry
+from bot.oauth import DiscordOAuth
 from bot.payments import StripeGateway
 from bot.services import build_services
 from bot.store import Store
 from bot.tasks import TaskGroup
+from bot.vault import load_vault
 from bot.web import Metrics, WebDeps, make_app
+from bot.web_shop import WebShop
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class ShopBot(commands.Bot):
         await self.store.open()
         settings = self.settings
         self.adapter = DiscordAdapter(self)
+        self.vault = await load_vault(self.store, settings.http.session_secret.get_secret_value())
         services = build_services(
             settings,
             self.store,
@@ -77,6 +81,7 @@ class ShopBot(commands.Bot):
             self.clock,
             self.adapter,
             on_job_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
+            vault=self.vault,
         )
         self.services = services
         self.shop = services.shop
@@ -160,16 +165,39 @@ class ShopBot(commands.Bot):
 
     # start-up steps --------------------------------------------------------------------
 
+    def _oauth(self) -> DiscordOAuth | None:
+        """The Discord login of the web shop, when `discord.client_secret` is set."""
+        discord_settings = self.settings.discord
+        secret = discord_settings.client_secret.get_secret_value()
+        if not secret:
+            return None
+        configured = discord_settings.application_id
+        return DiscordOAuth(
+            api_base=discord_settings.api_base,
+            authorize_url=discord_settings.oauth_authorize_url,
+            client_id=lambda: configured or self.adapter.application_id(),
+            client_secret=secret,
+            redirect_uri=f"{self.settings.http.public_url}/oauth/callback",
+        )
+
     async def _start_web(self) -> None:
+        guild_link = self._guild_link
+        storefronts = self._storefronts
+        web_shop = WebShop(self.store, self.shop, self.adapter, self.vault, storefronts, guild_link)
         deps = WebDeps(
             store=self.store,
             inbox=self.inbox,
             metrics=self.metrics,
             gateway_connected=lambda: self.gateway_up and not self.is_closed(),
-            guild_link=lambda guild_id: f"https://discord.com/channels/{guild_id}",
+            guild_link=guild_link,
             loops_down=lambda: self.background.down,
             metrics_token=self.settings.http.metrics_token.get_secret_value(),
-            storefronts=lambda: [(guild.id, guild.name) for guild in self.guilds],
+            storefronts=storefronts,
+            web_shop=web_shop,
+            vault=self.vault,
+            oauth=self._oauth(),
+            secure_cookies=self.settings.http.public_url.startswith("https://"),
+            clock=self.clock,
         )
         self._web_runner = web.AppRunner(make_app(deps), access_log=None)
         await self._web_runner.setup()
@@ -181,6 +209,13 @@ class ShopBot(commands.Bot):
                 f"http.port: cannot listen on {http.host}:{http.port} ({exc.strerror})"
             ) from None
         log.info("web server listening on %s:%s", http.host, http.port)
+
+    def _storefronts(self) -> list[tuple[int, str]]:
+        return [(guild.id, guild.name) for guild in self.guilds]
+
+    @staticmethod
+    def _guild_link(guild_id: int) -> str:
+        return f"https://discord.com/channels/{guild_id}"
 
     async def _point_gateway(self) -> None:
         """Use discord.gateway_url; else ask a non-Discord api_base where its gateway is."""

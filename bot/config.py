@@ -17,6 +17,7 @@ from pydantic_settings import (
 from bot.errors import ConfigError
 
 DISCORD_API = "https://discord.com/api/v10"
+DISCORD_AUTHORIZE = "https://discord.com/oauth2/authorize"
 STRIPE_API = "https://api.stripe.com"
 SETUP_WEBHOOK_HINT = "; `shopbot stripe setup-webhook` creates the endpoint and prints it"
 
@@ -35,6 +36,17 @@ class DiscordSettings(Section):
     gateway_url: str = ""
     command_guild_ids: list[int] = []
     admin_role_ids: list[int] = []
+    # Web shop login (SPEC §5b): empty client_secret = no "Log in with Discord".
+    application_id: int = 0  # 0: the id Discord gives for the token (read at login)
+    client_secret: SecretStr = SecretStr("")
+    oauth_authorize_url: str = DISCORD_AUTHORIZE
+
+    @field_validator("oauth_authorize_url")
+    @classmethod
+    def _authorize_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("token")
     @classmethod
@@ -89,6 +101,15 @@ class HttpSettings(Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     public_url: str
     metrics_token: SecretStr = SecretStr("")
+    # Keys the web shop's session cookies; empty: generated once and kept in the database.
+    session_secret: SecretStr = SecretStr("")
+
+    @field_validator("session_secret")
+    @classmethod
+    def _secret_length(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (or empty to generate one)")
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -180,7 +201,12 @@ class WebhookSetupSettings(_FromSources):
 
     def secrets(self) -> list[str]:
         return _secret_values(
-            self.discord.token, self.stripe.secret_key, self.stripe.webhook_secret
+            self.discord.token,
+            self.stripe.secret_key,
+            self.stripe.webhook_secret,
+            self.discord.client_secret,
+            self.http.session_secret,
+            self.http.metrics_token,
         )
 
 

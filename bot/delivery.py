@@ -24,6 +24,7 @@ from bot.panels import panel_body
 from bot.planning import Planner
 from bot.store import Store
 from bot.tasks import TaskGroup, wait_event
+from bot.vault import SealedTokenInvalid, Vault
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class DiscordActions(Protocol):
         self, channel_id: int, message_id: int, body: dict[str, Any]
     ) -> None: ...
     async def delete_message(self, channel_id: int, message_id: int) -> None: ...
+    async def add_member(
+        self, guild_id: int, user_id: int, access_token: str, role_ids: list[int], reason: str
+    ) -> bool: ...
 
 
 class DeliveryWorker:
@@ -60,6 +64,7 @@ class DeliveryWorker:
         clock: Clock,
         planner: Planner,
         *,
+        vault: Vault | None = None,
         base_delay: float = 2.0,
         max_delay: float = 900.0,
         on_outcome: Callable[[str, str], None] | None = None,
@@ -68,6 +73,7 @@ class DeliveryWorker:
         self.discord = discord
         self.clock = clock
         self.planner = planner
+        self.vault = vault
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._on_outcome = on_outcome or (lambda kind, outcome: None)
@@ -87,6 +93,7 @@ class DeliveryWorker:
             "deliver_license": self._deliver_license,
             "notice": self._notice,
             "edit_panel": self._edit_panel,
+            "add_member": self._add_member,
         }
 
     async def finish_in_flight(self, grace: float = 5.0) -> None:
@@ -116,6 +123,7 @@ class DeliveryWorker:
                 if last_expiry is None or now - last_expiry > EXPIRY_CHECK:
                     async with self.store.transaction() as tx:
                         await tx.jobs.expire_overdue()
+                        await tx.join_tokens.drop_expired()
                     last_expiry = now
                 async with self.store.reading() as tx:
                     due = await tx.jobs.due_guilds()
@@ -241,6 +249,10 @@ class DeliveryWorker:
             ours = await tx.entitlements.granted_role_rows(job.guild_id, job.user_id, role_id)
         if entitlement is None or entitlement.status != EntitlementStatus.ACTIVE:
             raise PermanentFailure("access ended before the role could be given")
+        async with self.store.reading() as tx:
+            screening = await tx.roles.in_screening(job.guild_id, job.user_id)
+        if screening:  # joined but not past membership screening: wait like an absent member
+            raise MemberMissing()
         if role_id in await self.discord.member_role_ids(job.guild_id, job.user_id):
             return bool(ours)
         # Ledger first: if the process dies between Discord's 204 and this job's completion,
@@ -251,6 +263,68 @@ class DeliveryWorker:
             job.guild_id, job.user_id, role_id, reason=f"shopbot: order #{job.order_id}"
         )
         return True
+
+    async def _add_member(self, job: Job) -> str:
+        """Add a web buyer to the server with their OAuth token and the product's roles.
+
+        Someone already in the server is left to the grant_role jobs (Discord would ignore
+        `roles` for them). The roles sent are written to the ledger first, as in
+        `_grant_role`, so a crash after Discord's answer still knows they are ours. The
+        token is deleted once the job has an answer, success or not; a transient failure
+        keeps it for the retry.
+        """
+        async with self.store.reading() as tx:
+            sealed = await tx.join_tokens.get(job.order_id or 0)
+            entitlement = await tx.entitlements.get(job.entitlement_id or 0)
+        if sealed is None or self.vault is None:
+            raise PermanentFailure(
+                "the buyer's Discord login expired before they could be added; "
+                "they can join with the server's invite and get their roles then"
+            )
+        if entitlement is None or entitlement.status != EntitlementStatus.ACTIVE:
+            await self._drop_token(job)
+            raise PermanentFailure("access ended before the buyer could be added")
+        try:
+            await self.discord.member_role_ids(job.guild_id, job.user_id)
+        except MemberMissing:
+            pass
+        else:
+            await self._drop_token(job, joined="already a member")
+            return "already a member"
+        try:
+            token = self.vault.open(sealed.ciphertext)
+        except SealedTokenInvalid as exc:
+            await self._drop_token(job)
+            raise PermanentFailure(f"{exc}; the buyer can join with the server's invite") from None
+        roles = [int(role) for role in job.payload.get("roles") or []]
+        async with self.store.transaction() as tx:
+            for role_id in roles:
+                await tx.entitlements.record_grant(entitlement, role_id)
+        try:
+            added = await self.discord.add_member(
+                job.guild_id, job.user_id, token, roles, reason=f"shopbot: order #{job.order_id}"
+            )
+        except PermanentFailure:
+            async with self.store.transaction() as tx:
+                for role_id in roles:
+                    await tx.entitlements.mark_role_revoked(job.guild_id, job.user_id, role_id)
+            await self._drop_token(job)
+            raise
+        outcome = "added" if added else "already a member"
+        await self._drop_token(job, joined=outcome)
+        return outcome
+
+    async def _drop_token(self, job: Job, joined: str | None = None) -> None:
+        async with self.store.transaction() as tx:
+            await tx.join_tokens.drop(job.order_id or 0)
+            if joined is not None:
+                await tx.audit.add(
+                    "member.added",
+                    guild_id=job.guild_id,
+                    user_id=job.user_id,
+                    order_id=job.order_id,
+                    result=joined,
+                )
 
     async def _receipt(self, job: Job) -> None:
         """The buyer's DM once an order's delivery has run."""

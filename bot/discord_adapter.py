@@ -18,8 +18,14 @@ UNKNOWN_MEMBER = 10007
 UNKNOWN_MESSAGE = 10008
 UNKNOWN_ROLE = 10011
 UNKNOWN_USER = 10013
+UNKNOWN_BAN = 10026
 MISSING_PERMISSIONS = 50013
 CANNOT_DM = 50007
+BANNED_FROM_GUILD = 40007
+MAX_GUILDS = 30001
+INVALID_OAUTH_TOKEN = 50025
+#: A guild whose members must pass membership screening before they are full members.
+SCREENING = "MEMBER_VERIFICATION_GATE_ENABLED"
 
 
 class DiscordAdapter:
@@ -101,6 +107,88 @@ class DiscordAdapter:
             )
         )
         return f"https://discord.gg/{invite['code']}"
+
+    async def add_member(
+        self, guild_id: int, user_id: int, access_token: str, role_ids: list[int], reason: str
+    ) -> bool:
+        """PUT /guilds/{g}/members/{u} with the user's OAuth token (FACTS: 201 with the new
+        member, 204 when already a member, `roles` then ignored). True when they were added.
+
+        Under membership screening no roles are sent: the grant jobs give them once the
+        member has passed it (SPEC §7). discord.py has no call for this route: a raw Route.
+        """
+        guild = self.bot.get_guild(guild_id)
+        screened = guild is not None and SCREENING in guild.features
+        payload: dict[str, Any] = {"access_token": access_token}
+        if role_ids and not screened:
+            payload["roles"] = [str(role) for role in role_ids]
+        route = discord.http.Route(
+            "PUT", "/guilds/{guild_id}/members/{user_id}", guild_id=guild_id, user_id=user_id
+        )
+
+        async def put() -> Any:
+            try:
+                return await self.bot.http.request(route, json=payload, reason=reason)
+            except discord.Forbidden as exc:
+                if exc.code == BANNED_FROM_GUILD:
+                    raise PermanentFailure("the buyer is banned from this server") from None
+                raise PermanentFailure(
+                    "Missing Permissions: the bot needs Create Invite (and Manage Roles for "
+                    "the roles) to add buyers to the server"
+                ) from None
+            except discord.HTTPException as exc:
+                if exc.code == INVALID_OAUTH_TOKEN or exc.status == 401:
+                    raise PermanentFailure(
+                        "the buyer's Discord login is no longer valid; they can join with an "
+                        "invite and get their roles then"
+                    ) from None
+                if exc.code == MAX_GUILDS:
+                    raise PermanentFailure(
+                        "the buyer is in too many servers to join another"
+                    ) from None
+                raise
+
+        answer = await self._call(put(), guild_id=guild_id)
+        return isinstance(answer, dict)  # 201: the member object; 204: no body
+
+    async def is_banned(self, guild_id: int, user_id: int) -> bool:
+        """GET /guilds/{g}/bans/{u}: 200 = banned, Unknown Ban = not banned."""
+
+        async def get() -> bool:
+            try:
+                await self.bot.http.get_ban(user_id, guild_id)
+            except discord.NotFound as exc:
+                if exc.code == UNKNOWN_BAN:
+                    return False
+                raise
+            return True
+
+        return await self._call(get(), guild_id=guild_id)
+
+    async def invite_url(self, guild_id: int, channel_id: int | None) -> str | None:
+        """A way into the server for a web buyer: the guild's vanity URL, else an invite to
+        `channel_id` (a product's create_invite channel; reused, not one per visitor)."""
+        guild = self.bot.get_guild(guild_id)
+        if guild is not None and guild.vanity_url_code:
+            return f"https://discord.gg/{guild.vanity_url_code}"
+        if channel_id is None:
+            return None
+        invite: Any = await self._call(
+            self.bot.http.create_invite(
+                channel_id, reason="shopbot web shop", max_age=7 * 86400, max_uses=0, unique=False
+            )
+        )
+        return f"https://discord.gg/{invite['code']}"
+
+    def role_name(self, guild_id: int, role_id: int) -> str | None:
+        """The role's name from the gateway cache (None: not known)."""
+        guild = self.bot.get_guild(guild_id)
+        role = guild.get_role(role_id) if guild is not None else None
+        return None if role is None else role.name
+
+    def application_id(self) -> int | None:
+        """The application id discord.py read for the token at login."""
+        return self.bot.application_id
 
     async def member_roles(self, guild_id: int) -> AsyncIterator[tuple[int, frozenset[int]]]:
         """Every member of the guild with their role ids, 1,000 per REST call, uncached."""

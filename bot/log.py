@@ -5,7 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import deque
 from collections.abc import Iterable
+
+#: Secrets seen at run time (web buyers' OAuth tokens), scrubbed like the configured ones.
+#: Process-wide, as logging is; bounded, as a token is only secret while it is valid.
+_SEEN: deque[str] = deque(maxlen=1_000)
+
+
+def redact(secret: str) -> None:
+    """Scrub `secret` from every log line from now on (an OAuth token, as it arrives)."""
+    if len(secret) >= 6:
+        _SEEN.append(secret)
 
 
 class RedactSecrets(logging.Filter):
@@ -17,8 +28,9 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if any(secret in message for secret in self._secrets):
-            for secret in self._secrets:
+        known = [*self._secrets, *_SEEN]
+        if any(secret in message for secret in known):
+            for secret in known:
                 message = message.replace(secret, "***")
             record.msg, record.args = message, None
         return True
@@ -35,7 +47,7 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = self._inner.format(record)
-        for secret in self._secrets:
+        for secret in [*self._secrets, *_SEEN]:
             text = text.replace(secret, "***")
         return text
 

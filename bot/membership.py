@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from bot.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
 from bot.fulfilment import Fulfilment
-from bot.models import JobStatus, Order, OrderStatus
+from bot.models import NO_BUYER, JobStatus, Order, OrderStatus
 from bot.planning import NOTICE_KINDS, Planner
 from bot.shop import (
     CLAIM_ALPHABET,
@@ -122,9 +122,12 @@ class MemberService:
         if order.recipient_id == user_id:
             await tx.jobs.wake_member(guild_id, user_id)
             return "That order is already yours; anything pending is being delivered now."
-        if not await tx.orders.update(order.id, recipient_id=user_id):
+        # A web order bought without a Discord login has no buyer either: whoever holds its
+        # code paid for it, so they get the receipt too.
+        buyer = user_id if order.buyer_id == NO_BUYER else order.buyer_id
+        if not await tx.orders.claim(order.id, user_id):
             raise Conflict("That code has already been claimed by someone else.")
-        order = order.replace(recipient_id=user_id)
+        order = order.replace(recipient_id=user_id, buyer_id=buyer)
         await tx.audit.add("order.claim", guild_id=guild_id, user_id=user_id, order_id=order.id)
         await self.fulfilment.grant(tx, order, user_id)
         return f"Order #{order.id} is now yours; delivering it now."

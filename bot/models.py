@@ -47,6 +47,20 @@ class OrderStatus(StrEnum):
     DISPUTED = "disputed"
 
 
+class OrderSource(StrEnum):
+    """Where an order came from (SPEC §3)."""
+
+    DISCORD = "discord"
+    WEB = "web"
+    API = "api"
+    SKU = "sku"
+    MANUAL = "manual"
+
+
+#: `buyer_id` of an order bought on the web without a Discord login, until it is claimed.
+NO_BUYER = 0
+
+
 class EntitlementStatus(StrEnum):
     ACTIVE = "active"
     EXPIRED = "expired"
@@ -203,6 +217,8 @@ class Order(Record):
     created_at: datetime
     paid_at: datetime | None
     updated_at: datetime
+    source: str = OrderSource.DISCORD
+    cancel_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

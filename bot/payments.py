@@ -23,10 +23,10 @@ class CheckoutRequest:
 
     order_id: int
     install_id: str
-    customer_id: str
+    customer_id: str | None  # None: a web buyer without a Discord login (Stripe makes one)
     guild_id: int
-    buyer_id: int
-    recipient_id: int
+    buyer_id: int | None
+    recipient_id: int | None
     product_id: int
     product_name: str
     description: str
@@ -62,6 +62,8 @@ class PaymentGateway(Protocol):
     """The Stripe operations the shop uses; tests point the real one at a fake server."""
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    async def expire_checkout(self, session_id: str) -> str: ...
 
     async def create_customer(self, install_id: str, user_id: int) -> str: ...
 
@@ -114,20 +116,23 @@ class StripeGateway:
             "install_id": request.install_id,
             "order_id": str(request.order_id),
             "guild_id": str(request.guild_id),
-            "user_id": str(request.buyer_id),
-            "recipient_id": str(request.recipient_id),
             "product_id": str(request.product_id),
         }
+        if request.buyer_id is not None:
+            metadata["user_id"] = str(request.buyer_id)
+        if request.recipient_id is not None:
+            metadata["recipient_id"] = str(request.recipient_id)
         params: dict[str, Any] = {
             "mode": request.mode,
             "line_items": [_line_item(request)],
             "client_reference_id": order_reference(request.install_id, request.order_id),
-            "customer": request.customer_id,
             "metadata": metadata,
             "success_url": request.success_url,
             "cancel_url": request.cancel_url,
             "expires_at": int(request.expires_at.timestamp()),
         }
+        if request.customer_id is not None:
+            params["customer"] = request.customer_id
         if request.allow_promotion_codes:
             params["allow_promotion_codes"] = True
         if request.mode == "subscription":
@@ -152,6 +157,27 @@ class StripeGateway:
         if not session.url:
             raise PaymentError("Stripe did not return a checkout link; please try again.")
         return CheckoutSession(id=session.id, url=session.url)
+
+    async def expire_checkout(self, session_id: str) -> str:
+        """Expire an open Checkout Session so it can no longer be paid; return its status
+        now: `expired`, or `complete` when it was paid first (then nothing changed).
+
+        Stripe refuses to expire a session that is not open; the session is then read to
+        tell "already expired" from "paid meanwhile".
+        """
+        sessions = self._client.v1.checkout.sessions
+        try:
+            session = await sessions.expire_async(session_id)
+        except stripe.InvalidRequestError as exc:
+            try:
+                session = await sessions.retrieve_async(session_id)
+            except stripe.StripeError:
+                log.warning("stripe refused to expire %s: %s", session_id, _describe(exc))
+                raise PaymentError(_user_message(exc, EXPIRE)) from None
+        except stripe.StripeError as exc:
+            log.warning("stripe could not expire %s: %s", session_id, _describe(exc))
+            raise PaymentError(_user_message(exc, EXPIRE)) from None
+        return str(session.status)
 
     async def create_customer(self, install_id: str, user_id: int) -> str:
         """The Stripe customer for a Discord user of this install (the idempotency key makes
@@ -356,6 +382,11 @@ CHECKOUT = Operation(
     refused="Stripe refused this checkout (the product's price setup may be wrong); tell an admin.",
     failed="Stripe had a problem creating your checkout",
     unchanged="nothing was charged",
+)
+EXPIRE = Operation(
+    refused="Stripe refused to close this checkout: {detail}",
+    failed="Stripe had a problem closing this checkout",
+    unchanged="the checkout link may still work until it expires",
 )
 REFUND = Operation(
     refused="Stripe refused the refund: {detail}",

@@ -9,6 +9,7 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
       key     = subject ":" effect [":c" cycle]         (cycle only when > 0)
       subject = "order:" id | "entitlement:" id | "invoice:" stripe_id
       effect  = stage ":action:" action_id              a product action of a stage
+              | "join"                                  adding a web buyer to the server
               | "receipt"                               the buyer's DM receipt
               | "gift"                                  the recipient's DM: a gift arrived
               | "revoke:role:" role_id                  taking a role back
@@ -57,6 +58,10 @@ class Keys:
     @staticmethod
     def stage_action(owner: str, stage: str, action_id: int, cycle: int = 0) -> str:
         return f"{owner}:{stage}:action:{action_id}{_cycle(cycle)}"
+
+    @staticmethod
+    def join(order_id: int) -> str:
+        return f"order:{order_id}:join"
 
     @staticmethod
     def receipt(order_id: int) -> str:
@@ -119,6 +124,9 @@ class Planner:
         owner = f"order:{order.id}" if order else f"entitlement:{entitlement_id}"
         actions = await tx.products.actions(product.id, stage)
         queued = 0
+        if stage == Stage.ON_PURCHASE and order is not None:
+            # First in the guild's lane, so the buyer is in the server before the roles.
+            queued += await self._join(tx, order, product, user_id, entitlement_id, actions)
         for action in actions:
             open_key = None
             if action.type == ActionType.GRANT_ROLE and entitlement_id and action.role_id:
@@ -144,6 +152,33 @@ class Planner:
         if stage == Stage.ON_PURCHASE and not actions and order is not None:
             await self.receipt(tx, order)  # nothing to deliver first (else: `after_job`)
         return queued
+
+    async def _join(
+        self,
+        tx: Tx,
+        order: Order,
+        product: Product,
+        user_id: int,
+        entitlement_id: int | None,
+        actions: list[Any],
+    ) -> int:
+        """A web buyer who logged in with Discord: add them to the server (PUT
+        /guilds/{g}/members/{u} with their token and the product's roles), once."""
+        join = await tx.join_tokens.get(order.id)
+        if join is None or join.user_id != user_id:
+            return 0
+        roles = [a.role_id for a in actions if a.type == ActionType.GRANT_ROLE and a.role_id]
+        return await self._enqueue(
+            tx,
+            guild_id=product.guild_id,
+            user_id=user_id,
+            kind="add_member",
+            order_id=order.id,
+            entitlement_id=entitlement_id,
+            dedupe_key=Keys.join(order.id),
+            payload={"roles": roles, "stage": Stage.ON_PURCHASE.value},
+            expires_at=join.expires_at,
+        )
 
     async def receipt(self, tx: Tx, order: Order) -> int:
         """The buyer's DM receipt, once per order whoever asks; for a gift (the order's

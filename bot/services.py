@@ -30,6 +30,7 @@ from bot.reconcile import Reconciler
 from bot.shop import ShopService
 from bot.store import Store
 from bot.stripe_sync import StripeSync
+from bot.vault import Vault
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +84,14 @@ def build_services(
     discord: DiscordActions,
     *,
     on_job_outcome: Callable[[str, str], None] | None = None,
+    vault: Vault | None = None,
 ) -> Services:
     """Build the services; the worker is woken whenever a committed transaction made jobs due."""
     domain = build_domain(settings)
     shop = ShopService(store, payments, settings, clock, domain.planner)
-    worker = DeliveryWorker(store, discord, clock, domain.planner, on_outcome=on_job_outcome)
+    worker = DeliveryWorker(
+        store, discord, clock, domain.planner, vault=vault, on_outcome=on_job_outcome
+    )
     store.on_jobs_due = worker.wake
     inbox = Inbox(store, payments, domain.dispatcher, worker.wake)
     interval = timedelta(minutes=settings.shop.reconcile_interval_minutes)

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 import secrets
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import Conflict, InvalidInput, NotFound, PaymentError
 from bot.models import (
+    NO_BUYER,
     Entitlement,
     Job,
     Kind,
     Order,
+    OrderSource,
     OrderStatus,
     Product,
 )
@@ -58,6 +61,16 @@ class ProductDraft:
     stock: int | None = None
     allow_promotion_codes: bool = False
     image_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealedJoin:
+    """A web buyer's Discord access token, already encrypted (bot/vault.py), to add them to
+    the server once they have paid."""
+
+    user_id: int
+    ciphertext: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +143,7 @@ async def close_unpaid(
     if changed:
         await tx.products.return_stock(order.product_id)
         await tx.products.release_license(order.id)
+        await tx.join_tokens.drop(order.id)  # the buyer will not be added: forget the token
         await tx.audit.add(
             f"order.{status}",
             guild_id=order.guild_id,
@@ -350,7 +364,14 @@ class ShopService:
     # buying --------------------------------------------------------------------------
 
     async def start_checkout(
-        self, guild_id: int, buyer_id: int, ref: str, gift_to: int | None = None
+        self,
+        guild_id: int,
+        buyer_id: int | None,
+        ref: str,
+        gift_to: int | None = None,
+        *,
+        source: str = OrderSource.DISCORD,
+        join: SealedJoin | None = None,
     ) -> tuple[Order, Product]:
         """Create a pending order and its Stripe Checkout Session; return the order with its URL.
 
@@ -359,32 +380,43 @@ class ShopService:
         out. If the session cannot be created (Stripe error, cancellation, anything) the
         order is marked failed and its reservation given back; a process that died here
         leaves a pending order that the expiry loop closes once its link's time is up.
+
+        `buyer_id` None: a web buyer without a Discord login; the order has no buyer or
+        recipient until someone claims it with its code. `join`: the web buyer's sealed
+        access token, kept with the order so the paid order can add them to the server.
         """
         product = await self.resolve_product(guild_id, ref, for_sale=True)
         recipient = gift_to or buyer_id
         now = self.clock.now()
         expires_at = now + checkout_lifetime(self.settings.shop.checkout_expiry_minutes)
         async with self.store.transaction() as tx:
-            still_open = await self._open_link(tx, guild_id, buyer_id, recipient, product)
-            if still_open is not None:
-                return still_open, product
-            await self._refuse_if_busy(tx, guild_id, buyer_id, recipient, product)
+            if buyer_id is not None and recipient is not None:
+                if join is None:
+                    still_open = await self._open_link(tx, guild_id, buyer_id, recipient, product)
+                    if still_open is not None:
+                        return still_open, product
+                await self._refuse_if_busy(tx, guild_id, buyer_id, recipient, product)
             order = await tx.orders.create(
                 guild_id=guild_id,
-                buyer_id=buyer_id,
+                buyer_id=NO_BUYER if buyer_id is None else buyer_id,
                 recipient_id=recipient,
                 product_id=product.id,
                 amount=product.price_amount,
                 currency=product.currency,
+                source=source,
+                cancel_token=secrets.token_urlsafe(16),
             )
             if await reserve_stock(tx, order) is not None:
                 raise Conflict(f"**{product.name}** is sold out.")  # rolls the order back
             await tx.orders.update(order.id, checkout_expires_at=expires_at)
             if await tx.products.units_left(product.id) == 0:  # that was the last one
                 await self.planner.refresh_panels(tx, product.id)
+            if join is not None:
+                await tx.join_tokens.put(order.id, join.user_id, join.ciphertext, join.expires_at)
+            order = await tx.orders.get(order.id) or order
         base = self.settings.http.public_url
         try:
-            customer_id = await self.customer_of(buyer_id)
+            customer_id = None if buyer_id is None else await self.customer_of(buyer_id)
             request = CheckoutRequest(
                 order_id=order.id,
                 install_id=self.store.install_id,
@@ -403,7 +435,7 @@ class ShopService:
                 stripe_price_id=product.stripe_price_id,
                 allow_promotion_codes=product.allow_promotion_codes,
                 success_url=f"{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
-                cancel_url=f"{base}/checkout/cancel?order={order.id}",
+                cancel_url=(f"{base}/checkout/cancel?order={order.id}&token={order.cancel_token}"),
                 expires_at=expires_at,
             )
             session = await self.payments.create_checkout(request)
@@ -425,10 +457,40 @@ class ShopService:
                 actor_id=buyer_id,
                 order_id=order.id,
                 session_id=session.id,
+                source=source,
             )
             started = await tx.orders.get(order.id)
         assert started is not None
         return started, product
+
+    async def cancel_checkout(self, order_id: int, token: str) -> tuple[Order, Product]:
+        """The buyer left Stripe's page through its cancel link: expire the Checkout Session
+        at Stripe, then close the order (its open-checkout slot and stock come back).
+
+        `token` must be the order's own cancel token (NotFound otherwise, nothing changes).
+        A session that was paid first stays paid; a second visit changes nothing.
+        """
+        async with self.store.reading() as tx:
+            order = await tx.orders.get(order_id)
+            product = await tx.products.get(order.product_id) if order else None
+        if (
+            order is None
+            or product is None
+            or not order.cancel_token
+            or not hmac.compare_digest(order.cancel_token.encode(), token.encode())
+        ):
+            raise NotFound("We could not find that checkout.")
+        if order.status != OrderStatus.PENDING:
+            return order, product
+        status = "expired"
+        if order.stripe_session_id:
+            status = await self.payments.expire_checkout(order.stripe_session_id)
+        if status == "expired":
+            async with self.store.transaction() as tx:
+                await close_unpaid(tx, order, OrderStatus.EXPIRED, "canceled at checkout")
+        async with self.store.reading() as tx:
+            order = await tx.orders.get(order_id) or order
+        return order, product
 
     async def customer_of(self, user_id: int) -> str:
         """The buyer's one Stripe customer, created at their first checkout and kept."""

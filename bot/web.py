@@ -1,4 +1,5 @@
-"""The embedded aiohttp app: Stripe webhook, checkout pages, health and metrics."""
+"""The embedded aiohttp app: Stripe webhook, health and metrics, and the web shop
+(bot/web_pages.py) or, without it, plain checkout pages."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
+from bot import web_pages
+from bot.clock import Clock, SystemClock
 from bot.inbox import Inbox
+from bot.oauth import DiscordOAuth
 from bot.payments import InvalidSignature
 from bot.store import Store
+from bot.vault import Vault
+from bot.web_shop import WebShop
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,12 @@ class WebDeps:
     metrics_token: str = ""  # empty: /metrics answers loopback clients only
     # The servers this shop sells in, as (guild id, name): what GET / shows.
     storefronts: Callable[[], list[tuple[int, str]]] = field(default=list)
+    # The web shop (SPEC §5b); None: GET / and the checkout pages are the plain ones.
+    web_shop: WebShop | None = None
+    vault: Vault | None = None
+    oauth: DiscordOAuth | None = None  # None: no discord.client_secret, no login
+    secure_cookies: bool = True  # public_url is https
+    clock: Clock = field(default_factory=SystemClock)
 
 
 DEPS = web.AppKey("deps", WebDeps)
@@ -60,10 +72,15 @@ DEPS = web.AppKey("deps", WebDeps)
 def make_app(deps: WebDeps) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[DEPS] = deps
-    app.router.add_get("/", home)
+    if deps.web_shop is not None and deps.vault is not None:
+        web_pages.install(
+            app, deps.web_shop, deps.oauth, deps.vault, deps.clock, secure=deps.secure_cookies
+        )
+    else:
+        app.router.add_get("/", home)
+        app.router.add_get("/checkout/success", checkout_success)
+        app.router.add_get("/checkout/cancel", checkout_cancel)
     app.router.add_post("/webhooks/stripe", stripe_webhook)
-    app.router.add_get("/checkout/success", checkout_success)
-    app.router.add_get("/checkout/cancel", checkout_cancel)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

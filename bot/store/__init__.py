@@ -17,6 +17,7 @@ from bot.store.customers import CustomerRepo
 from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.invoices import InvoiceRepo
+from bot.store.join_tokens import JoinTokenRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.panels import PanelRepo
 from bot.store.products import ProductRepo
@@ -51,6 +52,7 @@ class Tx:
         self.claims = ClaimAttemptRepo(conn, self.now)
         self.invoices = InvoiceRepo(conn, self.now)
         self.panels = PanelRepo(conn, self.now)
+        self.join_tokens = JoinTokenRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -35,10 +35,13 @@ class OrderRepo(Repo):
         product_id: int,
         amount: int,
         currency: str,
+        source: str = "discord",
+        cancel_token: str | None = None,
     ) -> Order:
         new_id = await self._insert(
             "INSERT INTO orders (guild_id, buyer_id, recipient_id, product_id, amount, currency,"
-            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            " status, source, cancel_token, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
             (
                 guild_id,
                 buyer_id,
@@ -46,6 +49,8 @@ class OrderRepo(Repo):
                 product_id,
                 amount,
                 currency,
+                source,
+                cancel_token,
                 self.now_iso,
                 self.now_iso,
             ),
@@ -85,6 +90,19 @@ class OrderRepo(Repo):
             sql += f" AND status IN ({', '.join('?' for _ in only_if_status)})"
             params += only_if_status
         return await self._changed(sql, params) > 0
+
+    async def claim(self, order_id: int, user_id: int) -> bool:
+        """Make `user_id` the recipient of an unclaimed order, and its buyer too when it had
+        none (a web order bought without a Discord login). False: someone got there first."""
+        return (
+            await self._changed(
+                "UPDATE orders SET recipient_id=?,"
+                " buyer_id=CASE WHEN buyer_id=0 THEN ? ELSE buyer_id END, updated_at=?"
+                " WHERE id=? AND recipient_id IS NULL",
+                (user_id, user_id, self.now_iso, order_id),
+            )
+            > 0
+        )
 
     async def open_checkouts(self, guild_id: int, buyer_id: int) -> list[Order]:
         """Pending orders whose checkout link has not expired yet."""
@@ -201,6 +219,15 @@ class EntitlementRepo(Repo):
             "SELECT * FROM entitlements WHERE guild_id=? AND user_id=? AND status='active'"
             " ORDER BY id",
             (guild_id, user_id),
+        )
+        return [Entitlement.from_row(row) for row in rows]
+
+    async def revoked_for(self, guild_id: int, user_id: int, reason: str) -> list[Entitlement]:
+        """The member's entitlements revoked for `reason` (e.g. `chargeback`)."""
+        rows = await self._all(
+            "SELECT * FROM entitlements WHERE guild_id=? AND user_id=? AND status='revoked'"
+            " AND end_reason=? ORDER BY id",
+            (guild_id, user_id, reason),
         )
         return [Entitlement.from_row(row) for row in rows]
 

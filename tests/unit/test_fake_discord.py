@@ -235,6 +235,28 @@ async def test_member_join_event(fake_discord: FakeDiscord, guild: FakeGuild) ->
         assert bot.joined[0].id == 777 and bot.joined[0].pending
 
 
+async def test_oauth_add_member_dispatches_member_add(
+    fake_discord: FakeDiscord, guild: FakeGuild
+) -> None:
+    """PUT /guilds/{g}/members/{u} with a user's guilds.join token reaches on_member_join:
+    pending under Membership Screening, a full member when given a role."""
+    guild.screening = True
+    vip = _role(guild, "VIP")
+    grants = [fake_discord.grant_oauth(uid) for uid in (7, 8)]
+    async with running_bot(fake_discord, guild) as bot, aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bot {fake_discord.token}"}
+        for grant, roles in zip(grants, ([], [str(vip.id)]), strict=True):
+            url = f"{fake_discord.api_base}/guilds/{guild.id}/members/{grant.user_id}"
+            body = {"access_token": grant.access_token, "roles": roles}
+            async with http.put(url, json=body, headers=headers) as reply:
+                assert reply.status == 201
+        await fake_discord.wait_for(lambda: len(bot.joined) == 2, what="two joins")
+    assert [(m.id, m.pending, [r.id for r in m.roles[1:]]) for m in bot.joined] == [
+        (7, True, []),
+        (8, False, [vip.id]),
+    ]
+
+
 async def test_role_errors(fake_discord: FakeDiscord, guild: FakeGuild) -> None:
     """Roles at/above the bot give 50013; unknown member 10007; unknown role 10011."""
     high = fake_discord.add_role(guild.id, "Admin", position=20)

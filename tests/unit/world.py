@@ -28,6 +28,7 @@ from bot.planning import Planner
 from bot.services import Domain, Services, build_services
 from bot.shop import ProductDraft, ShopService
 from bot.store import Store
+from bot.vault import Vault
 from tests.fakes.stripe import FakeClock, FakeStripe
 
 GUILD, ADMIN, BUYER, OTHER = 100, 1, 2, 3
@@ -102,6 +103,16 @@ class RecordingDiscord:
         if self.messages.pop(message_id, (None,))[0] != channel_id:
             raise MessageGone("Unknown Message")
 
+    async def add_member(
+        self, guild_id: int, user_id: int, access_token: str, role_ids: list[int], reason: str
+    ) -> bool:
+        self.calls.append(("join", user_id, len(role_ids)))
+        if user_id not in self.absent:
+            return False
+        self.absent.discard(user_id)
+        self.roles[user_id].update(role_ids)
+        return True
+
 
 @dataclass
 class World:
@@ -117,6 +128,7 @@ class World:
     discord: RecordingDiscord
     clock: FrozenClock
     stripe_clock: FakeClock
+    vault: Vault
     delivered: set[str] = field(default_factory=set)
 
     @property
@@ -195,7 +207,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await store.open()
     payments = StripeGateway(fake.secret_key, SECRET, fake.api_base)
     discord = RecordingDiscord()
-    services = build_services(settings, store, payments, clock, discord)
+    vault = Vault("unit-session-secret-" + "x" * 24)
+    services = build_services(settings, store, payments, clock, discord, vault=vault)
     try:
         yield World(
             settings=settings,
@@ -210,6 +223,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             discord=discord,
             clock=clock,
             stripe_clock=stripe_clock,
+            vault=vault,
         )
     finally:
         await payments.close()

@@ -1,8 +1,13 @@
-"""A local fake of Discord (REST + gateway) that the real discord.py client connects to."""
+"""A local fake of Discord (REST + gateway) that the real discord.py client connects to.
+
+Also Discord's OAuth2 for a web shop (authorize page, token exchange, Bearer `/users/@me`,
+add-member with `guilds.join`): see the docstring of `oauth.py` for how a test drives it.
+"""
 
 from .fake_interaction import FakeInteraction
 from .gateway import Connection, Gateway, Session
 from .models import FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser, Perm, snowflake
+from .oauth import JoinOp, OAuthGrant
 from .openapi import Violation, get_validator
 from .ratelimit import Fault
 from .responses import RequestRecord, RoleOp
@@ -19,6 +24,8 @@ __all__ = [
     "FakeUser",
     "Fault",
     "Gateway",
+    "JoinOp",
+    "OAuthGrant",
     "Perm",
     "RequestRecord",
     "RoleOp",

@@ -25,6 +25,9 @@ class Perm:
     EMBED_LINKS = 1 << 14
     ATTACH_FILES = 1 << 15
     READ_MESSAGE_HISTORY = 1 << 16
+    MUTE_MEMBERS = 1 << 22
+    DEAFEN_MEMBERS = 1 << 23
+    MANAGE_NICKNAMES = 1 << 27
     MANAGE_ROLES = 1 << 28
     USE_APPLICATION_COMMANDS = 1 << 31
     ALL = (1 << 51) - 1
@@ -218,6 +221,8 @@ class FakeGuild:
     channels: dict[int, FakeChannel] = field(default_factory=dict)
     bans: dict[int, str | None] = field(default_factory=dict)
     bot_role_id: int = 0
+    #: Membership Screening (Rules Screening) on: members added by the API start `pending`.
+    screening: bool = False
 
     @property
     def everyone(self) -> FakeRole:
@@ -268,7 +273,7 @@ class FakeGuild:
             "roles": [r.payload() for r in sorted(self.roles.values(), key=lambda r: r.position)],
             "emojis": [],
             "stickers": [],
-            "features": [],
+            "features": ["MEMBER_VERIFICATION_GATE_ENABLED"] if self.screening else [],
             "mfa_level": 0,
             "application_id": None,
             "system_channel_id": None,

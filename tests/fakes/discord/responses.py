@@ -25,6 +25,8 @@ EMPTY_MESSAGE = ("Cannot send an empty message", 50006)
 MISSING_PERMISSIONS = ("Missing Permissions", 50013)
 INVALID_WEBHOOK_TOKEN = ("Invalid Webhook Token", 50027)
 INVALID_FORM_BODY = ("Invalid Form Body", 50035)
+INVALID_OAUTH_TOKEN = ("Invalid OAuth2 access token", 50025)
+USER_BANNED = ("The user is banned from this guild.", 40007)
 ALREADY_ACKNOWLEDGED = ("Interaction has already been acknowledged.", 40060)
 
 
@@ -73,6 +75,8 @@ class ParsedBody:
     json: Any = None
     files: list[UploadedFile] = field(default_factory=list)
     error: str | None = None
+    #: An `application/x-www-form-urlencoded` body (the OAuth2 token endpoints take these).
+    form: dict[str, str] | None = None
 
 
 async def read_body(request: web.Request) -> ParsedBody:
@@ -97,6 +101,10 @@ async def read_body(request: web.Request) -> ParsedBody:
     body.present = bool(raw)
     if raw and request.content_type == "application/json":
         body.json = _loads(raw, body)
+    elif request.content_type == "application/x-www-form-urlencoded":
+        pairs = urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        body.form = dict(pairs)
+        body.error = f"unexpected content type {request.content_type!r}"
     elif raw:
         body.error = f"unexpected content type {request.content_type!r}"
     return body
@@ -124,6 +132,8 @@ class RequestRecord:
     time: float
     status: int = 0
     files: list[UploadedFile] = field(default_factory=list)
+    #: A form body (OAuth2 token requests), `client_secret` masked.
+    form: dict[str, str] | None = None
 
     @property
     def reason(self) -> str | None:

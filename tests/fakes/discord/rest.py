@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import responses as R
 from .models import FakeGuild, FakeMember, Perm, snowflake
+from .oauth import AUTH_KEY, JoinOp
 from .responses import DiscordHTTPError, json_response, no_content
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class RestRoutes:
             web.get(guild + "/roles", self.get_roles),
             web.get(guild + "/members", self.list_members),
             web.get(guild + member, self.get_member),
+            web.put(guild + member, self.add_member),
             web.patch(guild + member, self.edit_member),
             web.delete(guild + member, self.kick),
             web.put(guild + member + "/roles/{role_id}", self.role_op),
@@ -86,8 +88,15 @@ class RestRoutes:
         )
 
     async def me(self, request: web.Request) -> web.Response:
-        """GET /users/@me."""
-        return json_response(self.fake._self_user_payload())
+        """GET /users/@me: the bot, or with a Bearer token the user who granted it."""
+        grant = request[AUTH_KEY].grant
+        if grant is None:
+            return json_response(self.fake._self_user_payload())
+        user = self.fake.add_user(grant.user_id)
+        data = {**user.payload(), "mfa_enabled": False, "locale": "en-US", "premium_type": 0}
+        if "email" in grant.scopes:
+            data.update(email=f"{user.username}@example.com", verified=True)
+        return json_response(data)
 
     async def my_guilds(self, request: web.Request) -> web.Response:
         """GET /users/@me/guilds?before=&after=&limit= (1..200, default 200), by id, each
@@ -185,6 +194,54 @@ class RestRoutes:
         """GET /guilds/{g}/members/{u} → member or 10007."""
         guild = self._guild(request)
         return json_response(self._member(guild, request).payload())
+
+    async def add_member(self, request: web.Request) -> web.Response:
+        """PUT /guilds/{g}/members/{u} {access_token, roles?, nick?, mute?, deaf?}: 201 with
+        the new member, 204 (body ignored) if already one; 50025 for a token that is not this
+        user's `guilds.join` grant to this app, 40007 for a banned user, 50013 without
+        CREATE_INSTANT_INVITE (or MANAGE_ROLES/NICKNAMES, MUTE/DEAFEN_MEMBERS for the fields)."""
+        fake, guild = self.fake, self._guild(request)
+        uid = parse_id(request.match_info["user_id"])
+        body = request[R.BODY_KEY].json or {}
+        try:
+            response, roles = self._join(guild, uid, body)
+        except DiscordHTTPError as error:
+            fake.joins.append(JoinOp(guild.id, uid, (), error.status))
+            raise
+        fake.joins.append(JoinOp(guild.id, uid, roles, response.status))
+        return response
+
+    def _join(
+        self, guild: FakeGuild, uid: int, body: dict[str, Any]
+    ) -> tuple[web.Response, tuple[int, ...]]:
+        """The checks and effect of add_member, in Discord's order."""
+        fake, bot_id = self.fake, self.fake.bot_user.id
+        require(guild, bot_id, Perm.CREATE_INSTANT_INVITE)
+        grant = fake.oauth_grants.get(str(body.get("access_token")))
+        if (
+            grant is None
+            or not grant.valid(fake.clock())
+            or grant.user_id != uid
+            or grant.client_id != str(fake.application_id)
+            or "guilds.join" not in grant.scopes
+        ):
+            raise DiscordHTTPError(403, R.INVALID_OAUTH_TOKEN)
+        if uid in guild.members:
+            return no_content(), ()
+        if uid in guild.bans:
+            raise DiscordHTTPError(403, R.USER_BANNED)
+        needs = {"roles": Perm.MANAGE_ROLES, "nick": Perm.MANAGE_NICKNAMES}
+        needs.update(mute=Perm.MUTE_MEMBERS, deaf=Perm.DEAFEN_MEMBERS)
+        for key, permission in needs.items():
+            if body.get(key) not in (None, False, [], ""):
+                require(guild, bot_id, permission)
+        roles = tuple(dict.fromkeys(parse_id(str(r)) for r in body.get("roles") or []))
+        for rid in roles:
+            self._check_assignable(guild, rid)
+        # Under membership screening a new member is pending, unless given a role.
+        pending = guild.screening and not roles
+        member = fake.add_member(guild.id, uid, roles, pending=pending, nick=body.get("nick"))
+        return json_response(member.payload(), status=201), roles
 
     async def edit_member(self, request: web.Request) -> web.Response:
         """PATCH /guilds/{g}/members/{u} (roles, nick)."""

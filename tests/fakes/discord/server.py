@@ -1,9 +1,17 @@
-"""FakeDiscord: the aiohttp app (REST + gateway websocket) and the test-facing API."""
+"""FakeDiscord: the aiohttp app (REST + gateway websocket) and the test-facing API.
+
+OAuth2 for a web shop ("Log in with Discord", add the buyer to a guild) is described in
+`oauth.py`: `fake.add_redirect_uri(url)`, `fake.oauth_user = user_id`,
+`fake.oauth_authorize_url`, `fake.client_secret`, `fake.clock`, `fake.joins`, and
+`guild.screening = True` for Membership Screening.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +24,7 @@ from .gateway import Gateway
 from .interactions import FakeInteraction, InteractionMixin
 from .middleware import API_PREFIX, Pipeline
 from .models import FakeChannel, FakeGuild, FakeUser, snowflake
+from .oauth import JoinOp, OAuthCode, OAuthGrant, OAuthRoutes
 from .openapi import Violation, get_validator
 from .ratelimit import Fault, FaultInjector, Matcher, RateLimiter
 from .responses import RequestRecord, RoleOp
@@ -34,9 +43,16 @@ class FakeDiscord(StateMixin, InteractionMixin):
         heartbeat_interval_ms: int = 41250,
         validate: bool = True,
         host: str = "127.0.0.1",
+        client_secret: str = "fake-client-secret",
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        """Create ids, the bot user and empty state; nothing listens until start()."""
+        """Create ids, the bot user and empty state; nothing listens until start().
+
+        `clock` (unix seconds, default `time.time`) ages OAuth2 codes and tokens.
+        """
         self.token = token
+        self.client_secret = client_secret
+        self.clock: Callable[[], float] = clock or time.time
         self.host = host
         self.port = 0
         self.application_id = snowflake()
@@ -62,6 +78,17 @@ class FakeDiscord(StateMixin, InteractionMixin):
         self.deleted_messages: list[int] = []
         self.invites: list[dict[str, Any]] = []
         self.kicks: list[tuple[int, int, str | None]] = []
+        #: OAuth2 (see oauth.py): the Developer Portal's Redirects list, the browser's
+        #: logged-in user, issued codes, live grants by access token, and what users approved.
+        self.redirect_uris: list[str] = []
+        self.oauth_user: int | None = None
+        self.oauth_code_ttl = 600.0
+        self.oauth_token_ttl = 604800
+        self.oauth_codes: dict[str, OAuthCode] = {}
+        self.oauth_grants: dict[str, OAuthGrant] = {}
+        self.oauth_authorized: dict[tuple[int, str], set[str]] = {}
+        self.authorize_requests: list[RequestRecord] = []
+        self.joins: list[JoinOp] = []
         self.invalid_request_count = 0
         self.members_intent_enabled = True
         self.interaction_response_timeout: float | None = 3.0
@@ -77,12 +104,15 @@ class FakeDiscord(StateMixin, InteractionMixin):
     async def start(self) -> FakeDiscord:
         """Bind 127.0.0.1 on a free port and serve."""
         app = web.Application(middlewares=[Pipeline(self).middleware])
+        oauth = OAuthRoutes(self)
         for route in [
+            *oauth.api_routes(),
             *RestRoutes(self).routes(),
             *ChannelRoutes(self).routes(),
             *InteractionRoutes(self).routes(),
         ]:
             app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
+        app.router.add_routes(oauth.browser_routes())
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/", self.gateway.handle)
         app.router.add_get("/attachments/{attachment_id}/{filename}", self._serve_attachment)
@@ -122,6 +152,47 @@ class FakeDiscord(StateMixin, InteractionMixin):
     def gateway_url(self) -> str:
         """Websocket URL for `DiscordWebSocket.DEFAULT_GATEWAY` (also resume_gateway_url)."""
         return f"ws://{self.host}:{self.port}/gateway"
+
+    @property
+    def oauth_authorize_url(self) -> str:
+        """The browser-facing authorize page (Discord's `https://discord.com/oauth2/authorize`)."""
+        return self.base_url + "/oauth2/authorize"
+
+    @property
+    def client_id(self) -> str:
+        """The OAuth2 client id (the application id)."""
+        return str(self.application_id)
+
+    def add_redirect_uri(self, uri: str) -> None:
+        """Register a redirect URI for the app, as in the Developer Portal (exact match)."""
+        if uri not in self.redirect_uris:
+            self.redirect_uris.append(uri)
+
+    def grant_oauth(
+        self, user_id: int, scopes: tuple[str, ...] = ("identify", "guilds.join")
+    ) -> OAuthGrant:
+        """The user approved the app and the shop exchanged the code (no browser needed):
+        a live access + refresh token for `user_id` (created if unknown)."""
+        user = self.add_user(user_id)
+        grant = OAuthGrant(
+            access_token=secrets.token_urlsafe(22)[:30],
+            refresh_token=secrets.token_urlsafe(22)[:30],
+            user_id=user.id,
+            scopes=tuple(scopes),
+            expires_at=self.clock() + self.oauth_token_ttl,
+            client_id=self.client_id,
+        )
+        self.oauth_grants[grant.access_token] = grant
+        return grant
+
+    def revoke_oauth(self, user_id: int) -> None:
+        """The user de-authorizes the app: all their tokens stop working, consent is forgotten."""
+        for grant in self.oauth_grants.values():
+            if grant.user_id == int(user_id):
+                grant.revoked = True
+        self.oauth_authorized = {
+            k: v for k, v in self.oauth_authorized.items() if k[0] != int(user_id)
+        }
 
     @property
     def bot_user_id(self) -> int:
@@ -283,7 +354,7 @@ class FakeDiscord(StateMixin, InteractionMixin):
             "owner": self.owner_user.payload(),
             "team": None,
             "bot": self.bot_user.payload(),
-            "redirect_uris": [],
+            "redirect_uris": list(self.redirect_uris),
             "interactions_endpoint_url": None,
             "tags": [],
             "approximate_guild_count": len(self.guilds),

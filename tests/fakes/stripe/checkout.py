@@ -53,7 +53,7 @@ class CheckoutOps(CheckoutValidation):
             subscription=None,
             success_url=params.get("success_url") or None,
             ui_mode=params.get("ui_mode") or "hosted",
-            url=None if embedded else f"https://checkout.stripe.com/c/pay/{session_id}",
+            url=None if embedded else self._checkout_url(session_id),
         )
         if embedded:
             session["return_url"] = params.get("return_url")
@@ -61,6 +61,10 @@ class CheckoutOps(CheckoutValidation):
         self.session_line_items[session_id] = items
         self.session_params[session_id] = copy.deepcopy(params)
         return session
+
+    def _checkout_url(self, session_id: str) -> str:
+        """The hosted page's address (the server may point it at itself)."""
+        return f"https://checkout.stripe.com/c/pay/{session_id}"
 
     def success_redirect_url(self, session_id: str) -> str:
         """Where Stripe sends the buyer: `success_url` with `{CHECKOUT_SESSION_ID}` filled in."""

@@ -1,4 +1,9 @@
-"""`FakeStripe`: the HTTP server with auth, fault injection, idempotency and Stripe's headers."""
+"""`FakeStripe`: the HTTP server with auth, fault injection, idempotency and Stripe's headers.
+
+For browser tests: `FakeStripe(hosted_checkout=True)` serves a payable Checkout page at each
+session's `url` (see hosted.py), and `fake.push_webhooks(url, secret)` delivers every new
+event to the bot by itself, signed and retried (see push.py).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from .errors import (
     invalid,
 )
 from .forms import FormError, decode_form
+from .hosted import HostedCheckout
+from .push import DEFAULT_RETRY_DELAYS, DeliveryAttempt, WebhookPush
 from .state import DEFAULT_API_VERSION, Clock, RecordedRequest, StripeObject
 from .webhooks import WebhookSender
 
@@ -98,9 +105,17 @@ class FakeStripe(CheckoutOps):
         *,
         api_version: str = DEFAULT_API_VERSION,
         seed: int = 0,
+        hosted_checkout: bool = False,
     ) -> None:
-        """`clock` returns unix seconds (default `time.time`); `seed` makes ids repeatable."""
+        """`clock` returns unix seconds (default `time.time`); `seed` makes ids repeatable;
+        `hosted_checkout` points session urls at the fake's own payable page."""
         super().__init__(secret_key, clock, api_version=api_version, seed=seed)
+        self.hosted_checkout = hosted_checkout
+        #: `(method, session_id, status)` of every hit of the hosted Checkout page.
+        self.checkout_page_requests: list[tuple[str, str, int]] = []
+        #: Every automatic webhook delivery attempt (see `push_webhooks`).
+        self.webhook_attempts: list[DeliveryAttempt] = []
+        self._push: WebhookPush | None = None
         self.faults: list[Fault] = []
         #: Exceptions raised by the fake's own handlers (bugs in the fake), as text.
         self.internal_errors: list[str] = []
@@ -119,6 +134,7 @@ class FakeStripe(CheckoutOps):
     async def start(self) -> str:
         """Serve on a free port of 127.0.0.1; return `api_base`."""
         app = web.Application()
+        app.router.add_routes(HostedCheckout(self).routes())
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -129,7 +145,10 @@ class FakeStripe(CheckoutOps):
         return self.api_base
 
     async def stop(self) -> None:
-        """Stop serving (idempotent)."""
+        """Stop pushing webhooks and serving (idempotent)."""
+        if self._push is not None:
+            await self._push.close()
+            self._push = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -185,6 +204,36 @@ class FakeStripe(CheckoutOps):
         """Deliver every not-yet-delivered event, oldest first; return `(event id, status)`."""
         pending = [eid for eid, event in self.events.items() if event["pending_webhooks"]]
         return [(eid, (await self.deliver(eid, sender))[0]) for eid in pending]
+
+    def push_webhooks(
+        self,
+        url: str,
+        secret: str,
+        *,
+        enabled_events: tuple[str, ...] = ("*",),
+        retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
+    ) -> None:
+        """From now on POST every new event to `url`, signed with `secret`, retried after each
+        of `retry_delays` seconds on failure (see push.py). Replaces an earlier target."""
+        self._push = WebhookPush(
+            self, url, secret, enabled_events=enabled_events, retry_delays=retry_delays
+        )
+
+    async def wait_webhooks_idle(self, timeout: float = 10.0) -> None:
+        """Wait until every pushed event was delivered or given up on."""
+        if self._push is not None:
+            await self._push.wait_idle(timeout)
+
+    def _event_created(self, event: StripeObject) -> None:
+        """Queue the new event for the push target, if one is set and subscribed."""
+        if self._push is not None and self._push.wants(event["type"]):
+            self._push.enqueue(event["id"])
+
+    def _checkout_url(self, session_id: str) -> str:
+        """The fake's own payable page with `hosted_checkout`, else Stripe's address."""
+        if self.hosted_checkout:
+            return f"{self.api_base}/c/pay/{session_id}"
+        return super()._checkout_url(session_id)
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         """The first matching fault, counting the hit."""

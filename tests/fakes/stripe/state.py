@@ -183,7 +183,11 @@ class FakeState:
         if previous_attributes is not None:
             event["data"]["previous_attributes"] = copy.deepcopy(previous_attributes)
         self.events[event["id"]] = event
+        self._event_created(event)
         return copy.deepcopy(event)
+
+    def _event_created(self, event: StripeObject) -> None:
+        """Hook for the server (pushes new events to a webhook URL when asked to)."""
 
     def events_of_type(self, event_type: str) -> list[StripeObject]:
         """Stored events of one type, oldest first."""
