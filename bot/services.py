@@ -22,6 +22,7 @@ from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
 from bot.lifecycle import Lifecycle
 from bot.membership import MemberService
+from bot.notices import Notices
 from bot.payments import PaymentGateway
 from bot.planning import Planner
 from bot.product_actions import ActionService
@@ -71,6 +72,7 @@ class Services:
     reports: AdminReports
     admin_ops: AdminOps
     stripe_sync: StripeSync
+    notices: Notices
 
 
 def build_services(
@@ -100,4 +102,5 @@ def build_services(
         reports=AdminReports(store),
         admin_ops=AdminOps(store, payments, shop, domain.access, domain.planner, settings),
         stripe_sync=StripeSync(store, payments, inbox, domain.dispatcher, clock, interval),
+        notices=Notices(settings, store, domain.planner),
     )

@@ -17,6 +17,7 @@ from bot.store.customers import CustomerRepo
 from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.invoices import InvoiceRepo
+from bot.store.notices import NoticeRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.products import ProductRepo
 from bot.store.queue import JobRepo
@@ -49,6 +50,7 @@ class Tx:
         self.subscriptions = SubscriptionRepo(conn, self.now)
         self.claims = ClaimAttemptRepo(conn, self.now)
         self.invoices = InvoiceRepo(conn, self.now)
+        self.notices = NoticeRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
