@@ -33,7 +33,13 @@ EXPIRED = Ending(EntitlementStatus.EXPIRED, "expired", Stage.ON_EXPIRE, 1, True,
 LAPSED = Ending(EntitlementStatus.EXPIRED, "lapsed", Stage.ON_EXPIRE, 1, True, ("grant_role",))
 CANCELED = Ending(EntitlementStatus.EXPIRED, "canceled", Stage.ON_EXPIRE, 2, True, ("grant_role",))
 REFUND = Ending(EntitlementStatus.REVOKED, "refund", Stage.ON_REFUND, 3, False, None)
-CHARGEBACK = Ending(EntitlementStatus.REVOKED, "chargeback", Stage.ON_CHARGEBACK, 4, False, None)
+CHARGEBACK = Ending(EntitlementStatus.REVOKED, "chargeback", Stage.ON_CHARGEBACK, 4, True, None)
+#: Ends the admin log reports here (refunds and disputes are reported with the order).
+LOGGED_ENDS = {
+    "canceled": "subscription canceled",
+    "lapsed": "renewal not paid",
+    "manual": "revoked by an admin",
+}
 _RANKS = {ending.reason: ending.rank for ending in (EXPIRED, LAPSED, CANCELED, REFUND, CHARGEBACK)}
 
 
@@ -92,12 +98,24 @@ class Access:
             tx, order, product, current.user_id, current.id, ending.stage, cycle=current.cycle
         )
         await planner.revocations(tx, current, ending.stage)
-        if ending.notify:
+        if changed and ending.notify:  # the end that applied, with its true reason
             await self.notify(
                 tx,
                 current,
-                key=Keys.notice(f"entitlement:{current.id}", "ended", current.cycle),
+                key=Keys.notice(
+                    f"entitlement:{current.id}", f"ended:{ending.reason}", current.cycle
+                ),
                 text=access_ended_text(product.name, ending.reason),
+            )
+        if changed and ending.reason in LOGGED_ENDS:
+            await planner.log(
+                tx,
+                current.guild_id,
+                "access_ended",
+                f"⏹️ Access ended ({LOGGED_ENDS[ending.reason]}): **{product.name}** of "
+                f"<@{current.user_id}>"
+                + (f" · order #{current.order_id}" if current.order_id else " · given by hand"),
+                key=f"entitlement:{current.id}:log:ended:{ending.reason}:c{current.cycle}",
             )
         if changed:
             await tx.audit.add(

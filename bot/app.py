@@ -31,7 +31,7 @@ from bot.web_shop import WebShop
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.errors", "cogs.buyer", "cogs.admin", "cogs.gateway")
+EXTENSIONS = ("cogs.errors", "cogs.buyer", "cogs.admin", "cogs.notices", "cogs.gateway")
 SHUTDOWN_STEP_TIMEOUT = 8.0  # seconds per shutdown step; the whole stays well under 15 s
 
 
@@ -103,7 +103,9 @@ class ShopBot(commands.Bot):
             "inbox": self.inbox.run,
             "delivery": self.worker.run,
             "reconcile": self._reconcile_periodically,
-            "expiry": lambda: run_expiry(self.store, lifecycle, self.worker.wake),
+            "expiry": lambda: run_expiry(
+                self.store, lifecycle, self.worker.wake, periodic=services.notices.periodic
+            ),
             "stripe-sync": services.stripe_sync.run,
         }
         for name, loop in loops.items():

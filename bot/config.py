@@ -134,6 +134,12 @@ class ShopSettings(Section):
     subscription_grace_hours: Annotated[int, Field(ge=0, le=24 * 60)] = 24
     max_open_checkouts: Annotated[int, Field(ge=1, le=50)] = 3
     reconcile_interval_minutes: Annotated[int, Field(ge=5, le=7 * 24 * 60)] = 60
+    #: Days before a renewal, a trial's end or a timed expiry that the member is reminded.
+    reminder_days: list[Annotated[int, Field(ge=1, le=60)]] = Field(
+        default_factory=lambda: [3, 1], max_length=5
+    )
+    #: No Stripe event for this long while checkouts were started: warn the admin log.
+    webhook_silence_hours: Annotated[int, Field(ge=1, le=24 * 14)] = 6
 
     @field_validator("default_currency")
     @classmethod

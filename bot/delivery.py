@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -20,8 +20,9 @@ from bot.clock import Clock
 from bot.errors import MemberMissing, MessageGone, PermanentFailure, TransientFailure
 from bot.messages import gift_text, receipt_text
 from bot.models import EntitlementStatus, Job, JobStatus, Order, Product
+from bot.notices import flush_log
 from bot.panels import panel_body
-from bot.planning import Planner
+from bot.planning import LOG_FLUSH, Planner
 from bot.store import Store
 from bot.tasks import TaskGroup, wait_event
 from bot.vault import SealedTokenInvalid, Vault
@@ -39,8 +40,18 @@ class DiscordActions(Protocol):
     async def member_role_ids(self, guild_id: int, user_id: int) -> frozenset[int]: ...
     async def add_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None: ...
     async def remove_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None: ...
-    async def send_dm(self, user_id: int, content: str) -> None: ...
-    async def send_channel(self, channel_id: int, content: str) -> None: ...
+    async def send_dm(
+        self, user_id: int, content: str, buttons: Sequence[tuple[str, str]] = ()
+    ) -> None: ...
+    async def send_channel(
+        self,
+        channel_id: int,
+        content: str,
+        buttons: Sequence[tuple[str, str]] = (),
+        *,
+        mentions: bool = True,
+    ) -> None: ...
+    def guild_name(self, guild_id: int) -> str | None: ...
     async def kick(self, guild_id: int, user_id: int, reason: str) -> None: ...
     async def ban(self, guild_id: int, user_id: int, reason: str) -> None: ...
     async def create_invite(self, channel_id: int, reason: str) -> str: ...
@@ -94,6 +105,7 @@ class DeliveryWorker:
             "notice": self._notice,
             "edit_panel": self._edit_panel,
             "add_member": self._add_member,
+            LOG_FLUSH: self._log_flush,
         }
 
     async def finish_in_flight(self, grace: float = 5.0) -> None:
@@ -224,7 +236,7 @@ class DeliveryWorker:
                     order_id=job.order_id,
                     error=error,
                 )
-                await self.planner.after_job(tx, job)
+                await self.planner.after_job(tx, job, error if outcome == "failed" else None)
         _log_outcome(job, outcome, error)
         self._on_outcome(job.kind, outcome)
         return outcome
@@ -349,10 +361,7 @@ class DeliveryWorker:
         if order is None or product is None:
             raise PermanentFailure(f"the order behind this {what} is gone")
         failed = [j for j in jobs if j.order_id == order.id and j.status == JobStatus.FAILED]
-        try:
-            await self.discord.send_dm(job.user_id, render(order, product, failed))
-        except PermanentFailure as exc:  # DMs closed: the purchase itself is fine
-            log.info("%s for order %s not delivered: %s", what, order.id, exc)
+        await self._member_dm(job, render(order, product, failed), what)
 
     async def _send_message(self, job: Job) -> None:
         text = str(job.payload.get("message") or "")
@@ -435,7 +444,33 @@ class DeliveryWorker:
         text = str(job.payload.get("text") or "")
         if not text:
             raise PermanentFailure("notice without text")
-        await self.discord.send_dm(job.user_id, text)
+        buttons = [(str(b[0]), str(b[1])) for b in job.payload.get("buttons") or []]
+        await self._member_dm(job, text, "notice", buttons)
+
+    async def _member_dm(
+        self, job: Job, text: str, what: str, buttons: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """A DM of ours, headed by the server's name. Closed DMs never fail the order: the
+        job completes and the miss is noted in the audit ledger (`/shop why`)."""
+        server = self.discord.guild_name(job.guild_id)
+        content = f"**{server}**\n{text}" if server else text
+        try:
+            await self.discord.send_dm(job.user_id, content, buttons)
+        except PermanentFailure as exc:  # DMs closed, or the user is gone
+            log.info("%s for user %s not delivered: %s", what, job.user_id, exc)
+            async with self.store.transaction() as tx:
+                await tx.audit.add(
+                    "dm.closed",
+                    guild_id=job.guild_id,
+                    user_id=job.user_id,
+                    order_id=job.order_id,
+                    job_id=job.id,
+                    reason=f"{what} not delivered: {exc}",
+                )
+
+    async def _log_flush(self, job: Job) -> None:
+        """Post the guild's admin log notices (bot/notices.py)."""
+        await flush_log(self.store, self.discord, job.guild_id)
 
     async def _edit_panel(self, job: Job) -> None:
         """Edit a shop panel message to show its products as they are now.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -61,20 +61,38 @@ class DiscordAdapter:
         except MemberMissing:
             return  # not in the server: nothing to remove
 
-    async def send_dm(self, user_id: int, content: str) -> None:
+    async def send_dm(
+        self, user_id: int, content: str, buttons: Sequence[tuple[str, str]] = ()
+    ) -> None:
         channel = await self._call(self.bot.http.start_private_message(user_id))
-        await self._call(
-            self.bot.http.send_message(
-                int(channel["id"]), params=discord.http.handle_message_parameters(content=content)
-            )
-        )
+        await self.send_channel(int(channel["id"]), content, buttons)
 
-    async def send_channel(self, channel_id: int, content: str) -> None:
-        await self._call(
-            self.bot.http.send_message(
-                channel_id, params=discord.http.handle_message_parameters(content=content)
-            )
+    async def send_channel(
+        self,
+        channel_id: int,
+        content: str,
+        buttons: Sequence[tuple[str, str]] = (),
+        *,
+        mentions: bool = True,
+    ) -> None:
+        """Post `content` with (label, custom_id) buttons; they are answered by the
+        DynamicItems of cogs/notices.py, also after a restart. `mentions=False`: nobody
+        named in it is pinged (the admin log)."""
+        view = None
+        if buttons:
+            view = discord.ui.View(timeout=None)
+            for label, custom_id in buttons:
+                view.add_item(discord.ui.Button(label=label, custom_id=custom_id))
+        params = discord.http.handle_message_parameters(
+            content=content,
+            view=view or discord.utils.MISSING,
+            allowed_mentions=discord.utils.MISSING if mentions else discord.AllowedMentions.none(),
         )
+        await self._call(self.bot.http.send_message(channel_id, params=params))
+
+    def guild_name(self, guild_id: int) -> str | None:
+        guild = self.bot.get_guild(guild_id)
+        return guild.name if guild is not None else None
 
     async def post_message(self, channel_id: int, body: dict[str, Any]) -> int:
         """Send a message whose JSON body (content, embeds, components) was built elsewhere

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from bot.lifecycle import Lifecycle
 from bot.models import Kind, Order, OrderStatus, Stage
+from bot.notices import sale_text
 from bot.planning import Planner
 from bot.shop import close_unpaid, new_claim_code, reserve_stock
 from bot.store import Duplicate, Tx
@@ -26,7 +27,9 @@ class Fulfilment:
         self.lifecycle = lifecycle
         self.planner = planner
 
-    async def order_paid(self, tx: Tx, order: Order, event_id: str) -> bool:
+    async def order_paid(
+        self, tx: Tx, order: Order, event_id: str, *, source: str | None = None
+    ) -> bool:
         """pending/expired/failed → paid, with claim code, entitlement and jobs; once only.
 
         A pending order's stock reservation becomes the sale. An expired or failed one had
@@ -63,6 +66,7 @@ class Fulfilment:
             amount=order.amount,
             currency=order.currency,
         )
+        await self._log_sale(tx, order, source or "Stripe Checkout")
         if order.recipient_id is not None:
             await self.grant(tx, order, order.recipient_id)
         else:  # unclaimed: a refund or dispute seen before this event still applies
@@ -101,6 +105,27 @@ class Fulfilment:
         """pending → failed/expired: the payment failed or the link expired; stock returns."""
         return await close_unpaid(tx, order, status, reason, event_id)
 
+    async def _log_sale(self, tx: Tx, order: Order, source: str) -> None:
+        """The admin log: the sale, and the product's stock running out with it."""
+        product = await tx.products.get(order.product_id)
+        assert product is not None
+        await self.planner.log(
+            tx,
+            order.guild_id,
+            "sale",
+            sale_text(order, product, source),
+            key=f"order:{order.id}:log:sale",
+        )
+        if product.stock is not None and await tx.products.units_left(product.id) == 0:
+            await self.planner.log(
+                tx,
+                order.guild_id,
+                "stock",
+                f"📦 **{product.name}** is sold out (last unit: order #{order.id}). Add stock "
+                "with `/shop product edit`.",
+                key=f"order:{order.id}:log:sold_out",
+            )
+
     async def _oversold(self, tx: Tx, order: Order, shortage: str, event_id: str) -> None:
         """Tell the admin a payment came in for stock that was gone (audit row, shown by
         /shop diagnose and /shop why, and a warning in the log)."""
@@ -123,4 +148,12 @@ class Fulfilment:
             product_id=order.product_id,
             product=name,
             shortage=shortage,
+        )
+        await self.planner.log(
+            tx,
+            order.guild_id,
+            "stock",
+            f"📦 Order #{order.id} of **{name}** was paid after it sold out ({shortage}); it "
+            "was delivered anyway. Add stock or license keys, or refund it.",
+            key=f"order:{order.id}:log:oversold",
         )

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from bot.access import CANCELED, EXPIRED, LAPSED, Access
@@ -123,10 +123,15 @@ class Lifecycle:
 
 
 async def run_expiry(
-    store: Store, lifecycle: Lifecycle, wake: Callable[[], None], interval: float = 30.0
+    store: Store,
+    lifecycle: Lifecycle,
+    wake: Callable[[], None],
+    interval: float = 30.0,
+    *,
+    periodic: Callable[[Tx], Awaitable[int]] | None = None,
 ) -> None:
     """Forever: expire due access and abandoned checkouts every `interval` seconds (and at
-    once on start).
+    once on start); then `periodic` (reminders and the webhook-silence check, bot/notices.py).
 
     The schedule is the entitlements and orders tables, so a restart loses nothing; `wake`
     tells the delivery worker that revocations and notices were queued.
@@ -143,6 +148,12 @@ async def run_expiry(
                 closed = await lifecycle.close_stale_checkouts(tx)
         except Exception:
             log.exception("closing abandoned checkouts failed; trying again in %.0f s", interval)
+        if periodic is not None:
+            try:
+                async with store.transaction() as tx:
+                    await periodic(tx)
+            except Exception:
+                log.exception("planning reminders failed; trying again in %.0f s", interval)
         if ended:
             log.info("ended %d expired entitlements", ended)
             wake()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.models import Job, Order, Product
 from bot.money import format_price
 
@@ -41,19 +43,52 @@ def gift_text(order: Order, product: Product, failed: list[Job]) -> str:
     return "\n".join(lines)
 
 
+#: Why access ended, in the member's words, by `Ending.reason` (bot/access.py).
+ENDED_BECAUSE = {
+    "expired": "its time ran out. `/buy` to get it again",
+    "lapsed": "the renewal payment did not go through. It comes back as soon as the "
+    "payment succeeds; update your card with `/manage`",
+    "canceled": "the subscription was canceled. `/buy` to subscribe again",
+    "refund": "your payment was refunded",
+    "chargeback": "the payment was disputed with your bank (a chargeback)",
+    "manual": "a server admin removed it. Ask them if you think this is a mistake",
+}
+
+
 def access_ended_text(product_name: str, reason: str) -> str:
-    """The DM a member gets when their access ends (expiry, lapse, cancellation)."""
-    why = {
-        "lapsed": "the renewal payment did not go through. It comes back as soon as the "
-        "payment succeeds; update your card with `/manage`",
-        "canceled": "the subscription was canceled",
-    }.get(reason, "its time ran out")
-    return f"Your access to **{product_name}** has ended: {why}. `/buy` to get it again."
+    """The DM a member gets when their access ends, with the true reason."""
+    why = ENDED_BECAUSE.get(reason, "it was ended")
+    return f"Your access to **{product_name}** has ended: {why}."
+
+
+def refund_text(product_name: str, order_id: int, amount: str) -> str:
+    """The DM a buyer gets when an order is fully refunded."""
+    return (
+        f"Your order #{order_id} for **{product_name}** was refunded ({amount}); the money "
+        "goes back to your card, usually within 5–10 days. The access it gave has ended."
+    )
+
+
+def reminder_text(kind: str, product_name: str, ends_at: datetime) -> str:
+    """A reminder DM before an end date (`kind`: renewal, trial or expiry)."""
+    when = f"<t:{int(ends_at.timestamp())}:R> (<t:{int(ends_at.timestamp())}:f>)"
+    if kind == "renewal":
+        return (
+            f"Reminder: your **{product_name}** subscription renews {when}. Nothing to do if "
+            "you want to keep it; to change or cancel it, use `/manage`."
+        )
+    if kind == "trial":
+        return (
+            f"Reminder: your free trial of **{product_name}** ends {when}; then the first "
+            "payment is taken. To cancel before that, use `/manage`."
+        )
+    return f"Reminder: your access to **{product_name}** ends {when}. `/buy` to extend it."
 
 
 def payment_failed_text(product_name: str, keep_until: str) -> str:
     """The DM a buyer gets when a subscription renewal payment fails."""
     return (
-        f"The payment for your **{product_name}** subscription failed. Stripe will retry it; "
-        f"you can update your card with `/manage`. You keep access until {keep_until}."
+        f"The renewal payment for your **{product_name}** subscription failed. Stripe will "
+        f"retry it; update your card with `/manage` (or the button below). You keep access "
+        f"until {keep_until}."
     )

@@ -10,6 +10,7 @@ Access tokens are handed to bot/log.py's redaction as soon as they are seen.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,10 +91,12 @@ class DiscordOAuth:
     async def exchange(self, code: str) -> Grant:
         """The code → an access token (raises OAuthRefused for a bad or used code)."""
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri}
-        auth = aiohttp.BasicAuth(str(self.client_id), self._client_secret)
+        # HTTP Basic client authentication (RFC 6749 §2.3.1); aiohttp.BasicAuth is deprecated.
+        pair = f"{self.client_id}:{self._client_secret}".encode()
+        auth = {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
         try:
             async with self._session().post(
-                f"{self.api_base}/oauth2/token", data=form, auth=auth
+                f"{self.api_base}/oauth2/token", data=form, headers=auth
             ) as response:
                 body = await response.json(content_type=None)
                 status = response.status

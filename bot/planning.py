@@ -8,6 +8,7 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
 - `dedupe_key` — an effect that happens at most once, ever:
       key     = subject ":" effect [":c" cycle]         (cycle only when > 0)
       subject = "order:" id | "entitlement:" id | "invoice:" stripe_id
+              | "subscription:" stripe_id               (a failed-renewal DM, once a day)
       effect  = stage ":action:" action_id              a product action of a stage
               | "join"                                  adding a web buyer to the server
               | "receipt"                               the buyer's DM receipt
@@ -15,6 +16,7 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
               | "revoke:role:" role_id                  taking a role back
               | "restore:action:" action_id             re-granting after a lapse
               | "notice:" topic                         a DM notice (ended, granted, …)
+              | "reminder:" kind ":" days ":" ends_at   a reminder before an end date
   A stage's jobs are owned by the order (or, for access given by hand, the entitlement).
   `cycle` counts restores after a lapse, so a new access period gets fresh keys.
 - `open_key` — at most one such job pending or running at a time (repairs may repeat):
@@ -23,6 +25,7 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
       "panel:" panel_id ":edit"    re-render a shop panel message (`edit_panel`, no member:
                                    user_id 0); the job renders what is current when it runs,
                                    so changes made while one is pending collapse into it
+      "log_flush:" guild_id           posts the guild's unsent admin log notices (bot/notices.py)
 
 Callers pass the facts; the planner never commits: it writes into the caller's transaction,
 and the store wakes the worker when that transaction commits.
@@ -31,7 +34,7 @@ and the store wakes the worker when that transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Settings
@@ -45,6 +48,22 @@ PURCHASE_STAGES = (Stage.ON_PURCHASE.value, "rejoin", "reconcile", "restore")
 NOTICE_KINDS = ("receipt", "gift")
 #: The `user_id` of jobs that concern no member (shop panel edits).
 PANEL_USER = 0
+
+#: Admin log notices within this window are posted together (SPEC §4: bursts summarised).
+LOG_WINDOW = timedelta(seconds=15)
+
+
+LOG_FLUSH = "log_flush"
+
+
+def failed_delivery_text(job: Job, error: str) -> str:
+    """The admin log line of a delivery that failed for good: what, for whom, the fix."""
+    what = job.kind.replace("_", " ")
+    order = f" (order #{job.order_id})" if job.order_id else ""
+    return (
+        f"❌ Delivery failed: job #{job.id} {what} for <@{job.user_id}>{order}: {error}. "
+        "Fix it, then press Retry (or `/shop retry " + str(job.id) + "`)."
+    )
 
 
 def _cycle(cycle: int) -> str:
@@ -82,6 +101,14 @@ class Keys:
     @staticmethod
     def notice(subject: str, topic: str, cycle: int = 0) -> str:
         return f"{subject}:notice:{topic}{_cycle(cycle)}"
+
+    @staticmethod
+    def reminder(entitlement_id: int, kind: str, days: int, ends_at: datetime) -> str:
+        return f"entitlement:{entitlement_id}:reminder:{kind}:{days}:{int(ends_at.timestamp())}"
+
+    @staticmethod
+    def log_flush(guild_id: int) -> str:
+        return f"log_flush:{guild_id}"
 
     @staticmethod
     def open_role(entitlement_id: int, role_id: int, kind: str) -> str:
@@ -203,8 +230,23 @@ class Planner:
             )
         return queued
 
-    async def after_job(self, tx: Tx, job: Job) -> int:
-        """A job ended: when it was an order's last open on_purchase job, queue the receipt."""
+    async def after_job(self, tx: Tx, job: Job, error: str | None = None) -> int:
+        """A job ended: when it was an order's last open on_purchase job, queue the receipt.
+
+        A delivery that failed for good is reported in the admin log (with a Retry button);
+        a log flush that left notices behind (they came in while it ran) queues the next.
+        """
+        if job.kind == LOG_FLUSH:  # failed: the next notice (or /shop retry) tries again
+            return 0 if error else await self.log_flush(tx, job.guild_id)
+        if error is not None and job.kind not in (*NOTICE_KINDS, "notice"):
+            await self.log(
+                tx,
+                job.guild_id,
+                "delivery_failed",
+                failed_delivery_text(job, error),
+                key=f"job:{job.id}:log:failed:{job.attempts}",
+                retry_job_id=job.id,
+            )
         if job.order_id is None or job.payload.get("stage") != Stage.ON_PURCHASE:
             return 0
         statuses = (JobStatus.PENDING, JobStatus.RUNNING)
@@ -217,9 +259,21 @@ class Planner:
         return 0 if order is None else await self.receipt(tx, order)
 
     async def notice(
-        self, tx: Tx, guild_id: int, user_id: int, order_id: int | None, *, key: str, text: str
+        self,
+        tx: Tx,
+        guild_id: int,
+        user_id: int,
+        order_id: int | None,
+        *,
+        key: str,
+        text: str,
+        buttons: list[tuple[str, str]] | None = None,
     ) -> int:
-        """A DM notice (job kind `notice`), once per `key` (see `Keys.notice`)."""
+        """A DM notice (job kind `notice`), once per `key` (see `Keys.notice`); `buttons`
+        are (label, custom_id) pairs shown under it."""
+        payload: dict[str, Any] = {"text": text}
+        if buttons:
+            payload["buttons"] = [list(b) for b in buttons]
         return await self._enqueue(
             tx,
             guild_id=guild_id,
@@ -227,8 +281,41 @@ class Planner:
             kind="notice",
             order_id=order_id,
             dedupe_key=key,
-            payload={"text": text},
+            payload=payload,
             expires_at=tx.now + self._claim_deadline,
+        )
+
+    async def log(
+        self,
+        tx: Tx,
+        guild_id: int,
+        kind: str,
+        text: str,
+        *,
+        key: str | None = None,
+        retry_job_id: int | None = None,
+    ) -> int:
+        """An admin log notice (bot/notices.py), once per `key`, when the guild has a log
+        channel; it is posted by the guild's `log_flush` job after `LOG_WINDOW`, together
+        with every other notice of that window."""
+        if await tx.notices.log_channel(guild_id) is None:
+            return 0
+        if not await tx.notices.add(guild_id, kind, text, key=key, retry_job_id=retry_job_id):
+            return 0
+        return await self.log_flush(tx, guild_id)
+
+    async def log_flush(self, tx: Tx, guild_id: int) -> int:
+        """The guild's one `log_flush` job, due a window after its oldest unsent notice."""
+        oldest = await tx.notices.oldest_unsent(guild_id)
+        if oldest is None or await tx.notices.log_channel(guild_id) is None:
+            return 0
+        return await self._enqueue(
+            tx,
+            guild_id=guild_id,
+            user_id=0,
+            kind=LOG_FLUSH,
+            open_key=Keys.log_flush(guild_id),
+            due_at=max(oldest + LOG_WINDOW, tx.now),
         )
 
     async def cancel_deliveries(

@@ -91,6 +91,14 @@ class Reconciler:
                     revoked=revoked,
                     woken_jobs=woken,
                 )
+            if granted or revoked:
+                await self.planner.log(
+                    tx,
+                    guild_id,
+                    "reconcile",
+                    f"🔧 Reconciliation found role drift and fixes it: {granted} role(s) to "
+                    f"give back, {revoked} to take away ({seen} members checked).",
+                )
         report = ReconcileReport(guild_id, seen, granted, revoked, woken)
         self._log(report)
         return report

@@ -22,6 +22,7 @@ from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
 from bot.lifecycle import Lifecycle
 from bot.membership import MemberService
+from bot.notices import Notices
 from bot.panels import PanelService
 from bot.payments import PaymentGateway
 from bot.planning import Planner
@@ -74,6 +75,7 @@ class Services:
     admin_ops: AdminOps
     stripe_sync: StripeSync
     panels: PanelService
+    notices: Notices
 
 
 def build_services(
@@ -107,4 +109,5 @@ def build_services(
         admin_ops=AdminOps(store, payments, shop, domain.access, domain.planner, settings),
         stripe_sync=StripeSync(store, payments, inbox, domain.dispatcher, clock, interval),
         panels=PanelService(store, shop, discord),
+        notices=Notices(settings, store, domain.planner),
     )

@@ -94,6 +94,16 @@ def diagnose_embed(checks: list[tuple[bool, str]]) -> discord.Embed:
     return embed
 
 
+async def log_channel_check(bot: ShopBot, guild_id: int) -> tuple[bool, str]:
+    """The admin log channel: off, working, or why the last post failed."""
+    channel_id, error = await bot.services.notices.log_status(guild_id)
+    if channel_id is None:
+        return True, "No admin log channel (`/shop settings log_channel` to choose one)"
+    if error:
+        return False, f"The admin log in <#{channel_id}> is failing: {error}"
+    return True, f"Admin log channel: <#{channel_id}>"
+
+
 async def diagnose_guild(bot: ShopBot, guild: discord.Guild) -> list[tuple[bool, str]]:
     """Everything that commonly breaks delivery, each with a verdict an admin can act on."""
     me = guild.me
@@ -147,6 +157,7 @@ async def diagnose_guild(bot: ShopBot, guild: discord.Guild) -> list[tuple[bool,
             f"{failed_events} Stripe events for this server not applied (`shopbot events retry`)",
         )
     )
+    checks.append(await log_channel_check(bot, guild.id))
     if problems.oversold:
         checks.append(
             (

@@ -48,6 +48,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     action = app_commands.Group(name="action", description="What happens at each stage")
     license = app_commands.Group(name="license", description="License keys to hand out")
     panel = app_commands.Group(name="panel", description="Shop messages with Buy buttons")
+    settings = app_commands.Group(name="settings", description="Shop settings for this server")
 
     def __init__(self, bot: ShopBot) -> None:
         self.bot = bot
@@ -449,6 +450,31 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             title="Delivery queue", colour=BRAND, description="\n".join(lines)[:4000]
         )
         await reply(interaction, embed=embed)
+
+    # /shop settings ---------------------------------------------------------------------
+
+    @settings.command(name="log_channel", description="Where the bot tells admins what happens")
+    @app_commands.describe(
+        channel="Channel for sales, refunds, disputes and failed deliveries (empty = off)"
+    )
+    async def settings_log_channel(
+        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
+        assert interaction.guild is not None
+        if channel is not None and channel.guild.id != interaction.guild.id:
+            raise InvalidInput("Pick a channel of this server.")
+        await self.bot.services.notices.set_log_channel(
+            interaction.guild.id, interaction.user.id, channel.id if channel else None
+        )
+        if channel is None:
+            await reply(interaction, "The shop's log channel is off.")
+            return
+        await reply(
+            interaction,
+            f"The shop will post sales, renewals, failed payments, refunds, disputes and failed "
+            f"deliveries in {channel.mention} (bursts are summarised every 15 s). If nothing "
+            "appears there, `/shop diagnose` says why.",
+        )
 
 
 async def setup(bot: ShopBot) -> None:

@@ -19,8 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from bot.access import CHARGEBACK, REFUND, Access
-from bot.models import Order, OrderStatus, PaymentReversal
-from bot.planning import Planner
+from bot.messages import access_ended_text, refund_text
+from bot.models import Order, OrderStatus, PaymentReversal, Product
+from bot.money import format_price
+from bot.planning import Keys, Planner
 from bot.store import Tx
 from bot.stripe_facts import reversed_payment
 
@@ -59,7 +61,10 @@ class Reversals:
         dispute = reversal.kind == "dispute"
         target = OrderStatus.DISPUTED if dispute else OrderStatus.REFUNDED
         allowed = (OrderStatus.PAID, OrderStatus.REFUNDED) if dispute else (OrderStatus.PAID,)
-        if await tx.orders.update(order.id, only_if_status=allowed, status=target):
+        changed = await tx.orders.update(order.id, only_if_status=allowed, status=target)
+        product = await tx.products.get(order.product_id)
+        assert product is not None
+        if changed:
             await tx.audit.add(
                 f"order.{target}",
                 guild_id=order.guild_id,
@@ -68,14 +73,50 @@ class Reversals:
                 event_id=reversal.event_id,
                 stripe_id=reversal.stripe_object_id,
             )
+        await self._tell(tx, order, product, dispute)  # once per order and kind, any order
         ending = CHARGEBACK if dispute else REFUND
         entitlement = await tx.entitlements.by_order(order.id)
         if entitlement is not None:
             await self.access.end(tx, order, entitlement, ending)
+            if not dispute and entitlement.user_id != order.buyer_id:  # a gift's recipient
+                await self.access.notify(
+                    tx,
+                    entitlement,
+                    key=Keys.notice(f"entitlement:{entitlement.id}", "ended:refund"),
+                    text=access_ended_text(product.name, REFUND.reason),
+                )
             return
-        product = await tx.products.get(order.product_id)  # unclaimed: the stage still runs
-        assert product is not None
+        # unclaimed: the stage still runs
         await self.planner.stage(tx, order, product, order.buyer_id, None, ending.stage)
+
+    async def _tell(self, tx: Tx, order: Order, product: Product, dispute: bool) -> None:
+        """The admin log line, and for a refund the buyer's DM (SPEC §4: refund notice)."""
+        amount = format_price(order.amount, order.currency)
+        who = f"<@{order.buyer_id}>" + (
+            f" (gift for <@{order.recipient_id}>)"
+            if order.recipient_id and order.recipient_id != order.buyer_id
+            else ""
+        )
+        kind, icon, what = (
+            ("dispute", "⚠️", "Dispute (chargeback)") if dispute else ("refund", "↩️", "Refund")
+        )
+        await self.planner.log(
+            tx,
+            order.guild_id,
+            kind,
+            f"{icon} {what}: order #{order.id} **{product.name}** ({amount}) of {who}; "
+            "its access ends.",
+            key=f"order:{order.id}:log:{kind}",
+        )
+        if not dispute:
+            await self.planner.notice(
+                tx,
+                order.guild_id,
+                order.buyer_id,
+                order.id,
+                key=Keys.notice(f"order:{order.id}", "refunded"),
+                text=refund_text(product.name, order.id, amount),
+            )
 
 
 class RefundEvents:

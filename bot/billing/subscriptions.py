@@ -6,11 +6,14 @@ belongs to (`Lifecycle.settle`), so the order of arrival does not matter (bot/li
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.lifecycle import Lifecycle
 from bot.messages import payment_failed_text
 from bot.models import EntitlementStatus, OrderStatus, Subscription
+from bot.money import format_price
+from bot.notices import MANAGE_CUSTOM_ID
 from bot.planning import Keys, Planner
 from bot.store import Tx
 from bot.stripe_facts import (
@@ -57,13 +60,26 @@ class SubscriptionEvents:
             billing_reason=invoice.get("billing_reason"),
             paid_through=period_end,
         )
+        if invoice.get("billing_reason") == "subscription_cycle" and invoice_id is not None:
+            product = await tx.products.get(order.product_id)
+            amount = format_price(int(amount_paid or 0), str(invoice.get("currency") or ""))
+            await self.planner.log(
+                tx,
+                order.guild_id,
+                "renewal",
+                f"🔁 Renewal: **{product.name if product else order.product_id}** ({amount}) "
+                f"of <@{order.recipient_id or order.buyer_id}> · order #{order.id}, paid "
+                f"until <t:{int(period_end.timestamp())}:D>",
+                key=f"invoice:{invoice_id}:log:paid",
+            )
         await self.lifecycle.settle(tx, order)
         return order.id
 
     async def invoice_payment_failed(
         self, tx: Tx, event: dict[str, Any], invoice: dict[str, Any]
     ) -> int | None:
-        """Recorded; the buyer is told once per invoice, while they still have access."""
+        """Recorded and logged; the buyer is told at each failed attempt Stripe reports (at
+        most once a day per subscription), while they still have access."""
         sub_id = invoice_subscription(invoice)
         order = await tx.orders.by_subscription(sub_id) if sub_id else None
         if order is None:
@@ -79,6 +95,17 @@ class SubscriptionEvents:
         )
         entitlement = await tx.entitlements.by_order(order.id)
         product = await tx.products.get(order.product_id)
+        attempt = invoice.get("attempt_count")
+        await self.planner.log(
+            tx,
+            order.guild_id,
+            "payment_failed",
+            f"💳 Renewal payment failed: **{product.name if product else order.product_id}** "
+            f"of <@{order.buyer_id}> · order #{order.id}"
+            + (f" · attempt {attempt}" if isinstance(attempt, int) else "")
+            + "; Stripe retries it.",
+            key=f"event:{event['id']}:log",
+        )
         if (
             order.status == OrderStatus.PAID
             and entitlement is not None
@@ -86,13 +113,15 @@ class SubscriptionEvents:
             and product is not None
         ):
             keep_until = (entitlement.ends_at or tx.now) + self.lifecycle.access.grace
+            day = datetime.fromtimestamp(int(event.get("created") or 0), UTC).date()
             await self.planner.notice(
                 tx,
                 order.guild_id,
                 order.buyer_id,
                 order.id,
-                key=Keys.notice(f"invoice:{invoice.get('id')}", "payment_failed"),
+                key=Keys.notice(f"subscription:{sub_id}", f"payment_failed:{day.isoformat()}"),
                 text=payment_failed_text(product.name, f"<t:{int(keep_until.timestamp())}:f>"),
+                buttons=[("Manage subscription", MANAGE_CUSTOM_ID.format(guild_id=order.guild_id))],
             )
         return order.id
 

@@ -31,9 +31,11 @@ class JobRepo(Repo):
         action_id: int | None = None,
         payload: dict[str, Any] | None = None,
         expires_at: datetime | None = None,
+        due_at: datetime | None = None,
     ) -> int | None:
-        """Queue a job due now. Returns its id, or None when the unique indexes refuse it:
-        `dedupe_key` was queued before, or a job with `open_key` is pending or running."""
+        """Queue a job due now (or at `due_at`). Returns its id, or None when the unique
+        indexes refuse it: `dedupe_key` was queued before, or a job with `open_key` is
+        pending or running."""
         cursor = await self.conn.execute(
             "INSERT INTO delivery_jobs (guild_id, user_id, kind, order_id, entitlement_id,"
             " action_id, payload, dedupe_key, open_key, status, next_attempt_at, expires_at,"
@@ -49,7 +51,7 @@ class JobRepo(Repo):
                 json.dumps(payload or {}),
                 dedupe_key,
                 open_key,
-                self.now_iso,
+                iso(due_at) if due_at else self.now_iso,
                 opt_iso(expires_at),
                 self.now_iso,
                 self.now_iso,

@@ -285,7 +285,8 @@ def snapshot(path: Path) -> dict[str, list[Any]]:
         "jobs": "SELECT j.kind, j.user_id, j.order_id, e.order_id, j.action_id, j.dedupe_key,"
         " j.status, j.payload FROM delivery_jobs j LEFT JOIN entitlements e"
         " ON e.id = j.entitlement_id"
-        " WHERE COALESCE(j.dedupe_key, '') NOT LIKE 'invoice:%:notice:%'",
+        " WHERE COALESCE(j.dedupe_key, '') NOT LIKE 'invoice:%:notice:%'"
+        " AND COALESCE(j.dedupe_key, '') NOT LIKE 'subscription:%:notice:payment_failed:%'",
         "subscriptions": "SELECT stripe_subscription_id, status, cancel_at_period_end,"
         " current_period_end, paid_through, ended_at, last_event_created"
         " FROM subscriptions ORDER BY 1",  # last_event_id: the test's copies get new ids

@@ -18,7 +18,9 @@ GRAMMAR = re.compile(
     r":(on_purchase|on_expire|on_refund|on_chargeback):action:\d+(:c\d+)?$"
     r"|^(order:\d+):receipt$"
     r"|^entitlement:\d+:(revoke:role|restore:action):\d+(:c\d+)?$"
-    r"|^(order:\d+|entitlement:\d+|invoice:[A-Za-z0-9_]+):notice:[a-z_]+(:c\d+)?$"
+    r"|^(order:\d+|entitlement:\d+|invoice:[A-Za-z0-9_]+|subscription:[A-Za-z0-9_]+)"
+    r":notice:[a-z_]+(:[a-z_]+|:\d{4}-\d\d-\d\d)?(:c\d+)?$"
+    r"|^entitlement:\d+:reminder:(renewal|trial|expiry):\d+:\d+$"
 )
 OPEN_GRAMMAR = re.compile(
     r"^entitlement:\d+:role:\d+:(grant|revoke)$|^member:\d+:\d+:role:\d+:revoke$"

@@ -7,7 +7,7 @@ import copy
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,11 +43,17 @@ class RecordingDiscord:
         self.roles: dict[int, set[int]] = defaultdict(set)
         self.calls: list[tuple[str, int, int]] = []
         self.dms: list[tuple[int, str]] = []
+        self.dm_buttons: list[tuple[int, list[tuple[str, str]]]] = []
         self.absent: set[int] = set()
         self.refuse: set[int] = set()  # role changes for these members: Missing Permissions
         self.messages: dict[int, tuple[int, dict[str, Any]]] = {}  # id → (channel, body)
         self.edits: list[int] = []
         self.next_message_id = 900_000
+        self.closed_dms: set[int] = set()  # these members do not accept DMs
+        #: Posts in channels: (channel_id, content, buttons as (label, custom_id) pairs)
+        self.posts: list[tuple[int, str, list[tuple[str, str]]]] = []
+        self.forbidden_channels: set[int] = set()
+        self.guild_names: dict[int, str] = {GUILD: "Test Server"}
 
     async def wait_ready(self) -> None:
         return None
@@ -73,11 +79,31 @@ class RecordingDiscord:
         self.calls.append(("remove", user_id, role_id))
         self.roles[user_id].discard(role_id)
 
-    async def send_dm(self, user_id: int, content: str) -> None:
+    async def send_dm(
+        self, user_id: int, content: str, buttons: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        if user_id in self.closed_dms:
+            raise PermanentFailure("the member does not accept DMs from this server")
         self.dms.append((user_id, content))
+        self.dm_buttons.append((user_id, list(buttons)))
 
-    async def send_channel(self, channel_id: int, content: str) -> None:
+    async def send_channel(
+        self,
+        channel_id: int,
+        content: str,
+        buttons: Sequence[tuple[str, str]] = (),
+        *,
+        mentions: bool = True,
+    ) -> None:
+        if channel_id in self.forbidden_channels:
+            raise PermanentFailure("Missing Permissions: the bot is not allowed to do this")
+        assert len(content) <= 2000, "Discord refuses content over 2000 characters"
+        assert len(buttons) <= 25, "Discord allows 25 buttons a message"
         self.calls.append(("channel", channel_id, 0))
+        self.posts.append((channel_id, content, list(buttons)))
+
+    def guild_name(self, guild_id: int) -> str | None:
+        return self.guild_names.get(guild_id)
 
     async def kick(self, guild_id: int, user_id: int, reason: str) -> None:
         self.calls.append(("kick", user_id, 0))

@@ -1,0 +1,292 @@
+"""Notices the bot sends by itself: the admin log channel and the buyer's DMs (SPEC §4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.services import build_services
+from bot.store import Store
+from tests.unit.world import (
+    ADMIN,
+    BUYER,
+    GUILD,
+    OTHER,
+    ROLE,
+    World,
+    add_product,
+    buy,
+    period_end,
+)
+
+LOG = 777
+
+
+async def with_log(world: World) -> None:
+    """Turn the log channel on and post its first line, so tests count only what follows."""
+    await world.services.notices.set_log_channel(GUILD, ADMIN, LOG)
+    await flush_log(world)
+    world.discord.posts.clear()
+
+
+async def flush_log(world: World) -> None:
+    """Let the batching window pass and run every due job."""
+    await world.run_jobs()
+    world.advance(seconds=16)
+    await world.run_jobs()
+
+
+def posts(world: World) -> list[str]:
+    return [content for channel, content, _ in world.discord.posts if channel == LOG]
+
+
+def dms_to(world: World, user: int) -> list[str]:
+    return [text for who, text in world.discord.dms if who == user]
+
+
+async def test_log_channel_posts_one_message_per_sale_refund_dispute_and_failed_delivery(
+    world: World,
+) -> None:
+    """A sale, a failed delivery (role above the bot), a refund and a dispute: one log
+    message each, naming what happened; the failed delivery carries a Retry button."""
+    await add_product(world, "Gold")
+    await with_log(world)
+
+    sale = await buy(world, "gold")
+    await flush_log(world)
+    assert len(posts(world)) == 1
+    assert "Sale: **Gold** (4.99 USD)" in posts(world)[0]
+    assert f"<@{BUYER}>" in posts(world)[0] and f"order #{sale.id}" in posts(world)[0]
+
+    world.discord.posts.clear()
+    world.discord.refuse.add(OTHER)  # Missing Permissions: the role is above the bot's
+    failed = await buy(world, "gold", user=OTHER)
+    await world.run_jobs()
+    world.discord.posts.clear()  # the sale of this order
+    world.advance(seconds=16)
+    await world.run_jobs()
+    (content,) = posts(world)
+    assert "Delivery failed" in content and "Missing Permissions" in content
+    ((_, _, buttons),) = world.discord.posts
+    (job_id,) = [row[0] for row in world.rows("SELECT id FROM delivery_jobs WHERE status='failed'")]
+    assert buttons == [(f"Retry job #{job_id}", f"shop:retry:{job_id}")]
+    assert failed.status == "paid"
+
+    world.discord.posts.clear()
+    world.stripe.refund(world.stripe.sessions[sale.stripe_session_id]["payment_intent"])
+    await world.flush()
+    await flush_log(world)
+    assert len(posts(world)) == 1 and "Refund: order #" in posts(world)[0]
+
+    world.discord.posts.clear()
+    world.stripe.dispute(world.stripe.sessions[failed.stripe_session_id]["payment_intent"])
+    await world.flush()
+    await flush_log(world)
+    assert len(posts(world)) == 1 and "Dispute (chargeback)" in posts(world)[0]
+
+
+async def test_burst_of_100_sales_posts_a_summary_not_100_messages(world: World) -> None:
+    """100 sales inside the window: one summary message (within Discord's limits)."""
+    await add_product(world, "Gold")
+    await with_log(world)
+    for user in range(1000, 1100):
+        await buy(world, "gold", user=user)
+    await flush_log(world)
+    assert len(posts(world)) == 1
+    assert "**100 sales** since" in posts(world)[0]
+    assert "…and 95 more" in posts(world)[0]
+    assert world.rows("SELECT COUNT(*) FROM log_notices WHERE sent_at IS NULL") == [(0,)]
+
+
+async def test_log_channel_the_bot_cannot_post_in_fails_with_the_fix_orders_unaffected(
+    world: World,
+) -> None:
+    """A forbidden log channel: the flush job fails with a clear reason (shown by /shop
+    diagnose), the notices wait, and the sale itself is delivered as usual."""
+    await add_product(world, "Gold")
+    await with_log(world)
+    world.discord.forbidden_channels.add(LOG)
+    order = await buy(world, "gold")
+    await flush_log(world)
+    assert world.discord.roles[BUYER] == {ROLE}
+    assert (await world.order(order.id)).status == "paid"
+    channel, error = await world.services.notices.log_status(GUILD)
+    assert channel == LOG and error is not None
+    assert "cannot post in the admin log channel" in error and "Send Messages" in error
+    assert world.rows("SELECT COUNT(*) FROM log_notices WHERE sent_at IS NULL") == [(1,)]
+
+    world.discord.forbidden_channels.clear()  # fixed: /shop retry posts what waited
+    await world.services.admin_ops.retry_jobs(GUILD, ADMIN, "failed")
+    await world.run_jobs()
+    assert len(posts(world)) == 1 and "Sale" in posts(world)[0]
+
+
+async def test_no_log_channel_queues_no_notice(world: World) -> None:
+    """Without a log channel nothing is written for it (empty = off)."""
+    await add_product(world, "Gold")
+    await world.services.notices.set_log_channel(GUILD, ADMIN, LOG)
+    await world.services.notices.set_log_channel(GUILD, ADMIN, None)
+    await world.run_jobs()
+    await buy(world, "gold")
+    await flush_log(world)
+    assert world.rows("SELECT COUNT(*) FROM log_notices WHERE kind='sale'") == [(0,)]
+
+
+async def test_receipt_names_the_server_and_a_gift_dms_both(world: World) -> None:
+    """The receipt is headed by the server's name; a gift tells recipient and buyer."""
+    await add_product(world, "Gold")
+    order, _ = await world.shop.start_checkout(GUILD, BUYER, "gold", OTHER)
+    world.stripe.complete_checkout(order.stripe_session_id)
+    await world.flush()
+    await world.run_jobs()
+    (receipt,) = dms_to(world, BUYER)
+    (gift,) = dms_to(world, OTHER)
+    assert receipt.startswith("**Test Server**\n") and f"gift for <@{OTHER}>" in receipt
+    assert gift.startswith("**Test Server**\n") and f"<@{BUYER}> bought you **Gold**" in gift
+
+
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [
+        ("revoke", "a server admin removed it"),
+        ("refund", "was refunded"),
+        ("chargeback", "disputed with your bank (a chargeback)"),
+        ("expiry", "its time ran out"),
+        ("cancel", "the subscription was canceled"),
+    ],
+)
+async def test_access_ended_dm_names_the_true_reason(world: World, how: str, says: str) -> None:
+    """/shop revoke, a refund, a chargeback, an expiry and a cancellation each DM their own
+    reason (an admin's revoke no longer says the time ran out)."""
+    await add_product(world, "Week", kind="timed", duration_days=7)
+    await add_product(world, "Pro", kind="subscription", interval="month")
+    order = await buy(world, "pro" if how == "cancel" else "week")
+    await world.run_jobs()
+    world.discord.dms.clear()
+    pi = world.stripe.sessions[order.stripe_session_id].get("payment_intent")
+    if how == "revoke":
+        await world.services.admin_ops.revoke(GUILD, ADMIN, BUYER, "week")
+    elif how == "refund":
+        world.stripe.refund(pi)
+    elif how == "chargeback":
+        world.stripe.dispute(pi)
+    elif how == "expiry":
+        world.advance(days=8)
+        await world.expire()
+    else:
+        assert order.stripe_subscription_id is not None
+        world.stripe.cancel_subscription(order.stripe_subscription_id)
+    await world.flush()
+    await world.run_jobs()
+    (dm,) = dms_to(world, BUYER)
+    assert says in dm
+    assert "Test Server" in dm
+    if how != "expiry":
+        assert "time ran out" not in dm
+
+
+async def test_reminders_arrive_once_each_across_a_restart_and_a_clock_jump(
+    world: World,
+) -> None:
+    """reminder_days [3, 1] before a timed expiry: one DM at 3 days, one at 1 day, none
+    again after a restart (a new World over the same file); a jump past both thresholds of
+    a renewal sends only the nearest."""
+    await add_product(world, "Week", kind="timed", duration_days=7)
+    await add_product(world, "Pro", kind="subscription", interval="month")
+    await buy(world, "week")
+    pro = await buy(world, "pro", user=OTHER)
+    await world.run_jobs()
+    world.discord.dms.clear()
+    notices = world.services.notices
+
+    async def reminders_pass() -> None:
+        async with world.store.transaction() as tx:
+            await notices.periodic(tx)
+        await world.run_jobs()
+
+    world.advance(days=3)  # 4 days left: nothing yet
+    await reminders_pass()
+    assert dms_to(world, BUYER) == []
+    world.advance(days=1, minutes=1)  # inside 3 days
+    await reminders_pass()
+    await reminders_pass()
+    (first,) = dms_to(world, BUYER)
+    assert "Reminder: your access to **Week** ends" in first
+
+    # A restart: a second set of services over the same database file.
+    await world.store.close()
+    world.store = Store(world.settings.database.path, world.clock)
+    await world.store.open()
+    services = build_services(
+        world.settings, world.store, world.inbox.payments, world.clock, world.discord
+    )
+    world.worker, notices = services.worker, services.notices
+    await reminders_pass()
+    assert len(dms_to(world, BUYER)) == 1
+    world.advance(days=2)  # inside 1 day
+    await reminders_pass()
+    await reminders_pass()
+    assert len(dms_to(world, BUYER)) == 2 and "Week" in dms_to(world, BUYER)[1]
+
+    # The subscription renews in ~27 days: jump to 12 hours before its renewal.
+    assert pro.stripe_subscription_id is not None
+    renews = period_end(world, pro.stripe_subscription_id)
+    world.advance(seconds=(renews - world.clock.now() - timedelta(hours=12)).total_seconds())
+    await reminders_pass()
+    await reminders_pass()
+    (renewal,) = dms_to(world, OTHER)
+    assert "subscription renews" in renewal and "/manage" in renewal
+    keys = [k for (k,) in world.rows("SELECT dedupe_key FROM delivery_jobs") if ":reminder:" in k]
+    assert sorted(k.split(":")[3:5] for k in keys) == [
+        ["expiry", "1"],
+        ["expiry", "3"],
+        ["renewal", "1"],
+    ]
+
+
+async def test_failed_renewal_dm_at_each_attempt_at_most_once_a_day_with_manage_button(
+    world: World,
+) -> None:
+    """Each invoice.payment_failed DMs the buyer with the time access lasts and a /manage
+    button — two attempts on one day give one DM, the next day's attempt another."""
+    await add_product(world, "Pro", kind="subscription", interval="month")
+    order = await buy(world, "pro")
+    sub_id = order.stripe_subscription_id
+    assert sub_id is not None
+    await world.run_jobs()
+    world.discord.dms.clear()
+    world.discord.dm_buttons.clear()
+    world.advance(days=30, hours=1)
+    world.stripe.fail_invoice(sub_id)
+    await world.flush()
+    world.advance(hours=2)
+    world.stripe.fail_invoice(sub_id)  # Stripe's retry, the same day: no second DM
+    await world.flush()
+    await world.run_jobs()
+    attempts = [e for e in world.stripe.events.values() if e["type"] == "invoice.payment_failed"]
+    assert len(attempts) == 2
+    failed = [t for t in dms_to(world, BUYER) if "payment for your **Pro**" in t]
+    assert len(failed) == 1 and "You keep access until <t:" in failed[0]
+    assert (BUYER, [("Manage subscription", f"shop:manage:{GUILD}")]) in world.discord.dm_buttons
+
+    world.advance(hours=22)  # the next day, still inside the grace period
+    world.stripe.fail_invoice(sub_id)
+    await world.flush()
+    await world.run_jobs()
+    assert len([t for t in dms_to(world, BUYER) if "payment for your **Pro**" in t]) == 2
+
+
+async def test_a_closed_dm_never_fails_the_order_and_is_noted(world: World) -> None:
+    """DMs closed: the receipt job completes, the role is given, and /shop why's ledger
+    says the DM could not be delivered."""
+    await add_product(world, "Gold")
+    world.discord.closed_dms.add(BUYER)
+    await buy(world, "gold")
+    await world.run_jobs()
+    assert world.rows("SELECT kind, status FROM delivery_jobs ORDER BY id") == [
+        ("grant_role", "completed"),
+        ("receipt", "completed"),
+    ]
+    report = await world.services.reports.member(GUILD, BUYER)
+    assert any(a.kind == "dm.closed" for a in report.audit)
