@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import discord
 
-from bot.admin_reports import MemberReport, ShopFigures
+from bot.admin_reports import MemberReport, PeriodStats
 from bot.discord_adapter import role_problem
 from bot.money import format_price
 from cogs._ui import BRAND
@@ -18,27 +18,59 @@ if TYPE_CHECKING:
 OK, BAD = "✅", "❌"
 
 
-def stats_embed(figures: ShopFigures) -> discord.Embed:
-    embed = discord.Embed(title="Shop stats", colour=BRAND)
-    revenue = ", ".join(format_price(v, c) for c, v in figures.revenue_by_currency.items())
-    embed.add_field(name="Revenue (paid orders)", value=revenue or "none yet", inline=False)
-    orders = " · ".join(f"{k} {v}" for k, v in sorted(figures.orders_by_status.items()))
-    embed.add_field(name="Orders", value=orders or "none", inline=False)
-    done = figures.jobs_by_status.get("completed", 0)
-    failed = figures.jobs_by_status.get("failed", 0)
-    rate = f"{100 * done / (done + failed):.1f} %" if done + failed else "n/a"
-    pending = figures.jobs_by_status.get("pending", 0) + figures.jobs_by_status.get("running", 0)
+PERIOD_NAMES = {"7d": "the last 7 days", "30d": "the last 30 days", "all": "all time"}
+CHART = "revenue.png"
+
+
+def _money(amounts: dict[str, int]) -> str:
+    """Per currency, never added together: `$12.00 · ¥500`."""
+    return " · ".join(format_price(v, c) for c, v in amounts.items())
+
+
+def _counted(figures: dict[str, tuple[int, int]]) -> str:
+    return " · ".join(f"{n} ({format_price(v, c)})" for c, (n, v) in figures.items())
+
+
+def stats_embed(stats: PeriodStats) -> discord.Embed:
+    """/shop stats [period]; the chart is attached as CHART and shown as the embed's image."""
+    embed = discord.Embed(title=f"Shop stats — {PERIOD_NAMES[stats.period]}", colour=BRAND)
+    embed.add_field(name="Revenue", value=_money(stats.revenue) or "none", inline=False)
+    embed.add_field(
+        name="Monthly recurring revenue", value=_money(stats.mrr) or "none", inline=False
+    )
+    trial = f" (+{stats.trialing} in a free trial)" if stats.trialing else ""
+    embed.add_field(
+        name="Subscribers",
+        value=f"{stats.active_subscribers} active{trial} · {stats.new_subscriptions} new · "
+        f"{stats.churned_subscriptions} ended",
+        inline=False,
+    )
+    embed.add_field(
+        name="Refunds and disputes",
+        value=f"{_counted(stats.refunds) or 'no refunds'} · "
+        f"{_counted(stats.disputes) or 'no disputes'}",
+        inline=False,
+    )
+    done, failed = stats.deliveries.get("completed", 0), stats.deliveries.get("failed", 0)
+    waiting = stats.deliveries.get("pending", 0) + stats.deliveries.get("running", 0)
+    rate = f"{100 * stats.success_rate:.1f} %" if stats.success_rate is not None else "n/a"
     embed.add_field(
         name="Deliveries",
-        value=f"{done} delivered · {failed} failed · {pending} pending · success {rate}",
+        value=f"{done} delivered · {failed} failed · {waiting} waiting · success {rate}",
         inline=False,
     )
     lines = [
-        f"**{p.name}** — {p.paid_orders} sold · {format_price(p.revenue, p.currency)}"
-        for p in figures.per_product
+        f"**{p.name}** — {p.sold} sold · {_money(p.revenue) or 'nothing received'}"
+        for p in stats.per_product
     ]
     embed.add_field(name="Per product", value="\n".join(lines)[:1024] or "none", inline=False)
+    embed.set_image(url=f"attachment://{CHART}")
+    embed.set_footer(text="Days are UTC. Amounts are what Stripe received, before refunds.")
     return embed
+
+
+def chart_title(stats: PeriodStats) -> str:
+    return f"Revenue per day, {PERIOD_NAMES[stats.period]}"
 
 
 def why_embed(

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.charts import revenue_chart
 from bot.discord_adapter import role_problem
 from bot.errors import InvalidInput
 from bot.models import JobStatus
 from bot.money import format_price
 from bot.shop import ProductDraft
-from cogs._reports import diagnose_embed, diagnose_guild, stats_embed, why_embed
+from cogs._reports import (
+    CHART,
+    chart_title,
+    diagnose_embed,
+    diagnose_guild,
+    stats_embed,
+    why_embed,
+)
 from cogs._ui import BRAND, reply
 from cogs.buyer import product_autocomplete
 from cogs.errors import NotShopAdmin
@@ -342,11 +352,27 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         count = await self.bot.admin_ops.retry_jobs(interaction.guild_id, interaction.user.id, job)
         await reply(interaction, f"Retrying {count} job(s).")
 
-    @app_commands.command(name="stats", description="Revenue, orders and deliveries")
-    async def stats(self, interaction: discord.Interaction) -> None:
+    @app_commands.command(
+        name="stats", description="Revenue, subscribers, refunds and deliveries, with a chart"
+    )
+    @app_commands.describe(period="Which days to count (default: the last 30 days)")
+    @app_commands.choices(
+        period=[
+            app_commands.Choice(name="Last 7 days", value="7d"),
+            app_commands.Choice(name="Last 30 days", value="30d"),
+            app_commands.Choice(name="All time", value="all"),
+        ]
+    )
+    async def stats(self, interaction: discord.Interaction, period: str = "30d") -> None:
         assert interaction.guild_id is not None
-        figures = await self.bot.reports.stats(interaction.guild_id)
-        await reply(interaction, embed=stats_embed(figures))
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        stats = await self.bot.reports.period_stats(interaction.guild_id, period)
+        # matplotlib is slow and blocking: draw in a worker thread, off the event loop.
+        png = await asyncio.to_thread(
+            revenue_chart, stats.days, stats.revenue_per_day, chart_title(stats)
+        )
+        chart = discord.File(io.BytesIO(png), filename=CHART)
+        await reply(interaction, embed=stats_embed(stats), file=chart)
 
     @app_commands.command(name="why", description="Why a member has or lacks shop roles")
     async def why(
