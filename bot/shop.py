@@ -15,8 +15,6 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import Conflict, InvalidInput, NotFound, PaymentError
 from bot.models import (
-    Entitlement,
-    Job,
     Kind,
     Order,
     OrderStatus,
@@ -54,15 +52,6 @@ class ProductDraft:
     description: str | None = None
     stock: int | None = None
     allow_promotion_codes: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Purchases:
-    """What /purchases shows."""
-
-    orders: list[tuple[Order, Product | None]]
-    entitlements: list[tuple[Entitlement, Product | None]]
-    pending_jobs: list[Job]
 
 
 def checkout_lifetime(minutes: int) -> timedelta:
