@@ -9,7 +9,7 @@ from fractions import Fraction
 from bot.errors import InvalidInput
 from bot.models import ActionType, AuditEntry, Entitlement, Job, Order, RoleGrant
 from bot.store import Store
-from bot.store.stats import PeriodRows, Subscriber
+from bot.store.stats import OrderEvent, PeriodRows, Subscriber
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,15 @@ class MemberReport:
     entitlements: list[tuple[Entitlement, str]]
     grants: list[RoleGrant]
     audit: list[AuditEntry]
+    events: list[OrderEvent] = field(default_factory=list)  # Stripe events behind its orders
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A delivery job and the Stripe event behind it (None: no event, e.g. a grant by hand)."""
+
+    job: Job
+    event_id: str | None
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ __all__ = [
     "MemberReport",
     "PeriodStats",
     "ProductStats",
+    "QueuedJob",
     "monthly_recurring",
 ]
 
@@ -177,9 +187,17 @@ class AdminReports:
                 named.append((order, product.name if product else "?"))
         return named
 
-    async def queue(self, guild_id: int, status: str | None) -> list[Job]:
+    async def queue(self, guild_id: int, status: str | None) -> list[QueuedJob]:
+        """Recent jobs, each with the newest Stripe event of its order made before it."""
         async with self.store.reading() as tx:
-            return await tx.jobs.of_guild(guild_id, status)
+            jobs = await tx.jobs.of_guild(guild_id, status)
+            order_ids = sorted({j.order_id for j in jobs if j.order_id is not None})
+            events = await tx.stats.order_events(order_ids)
+        queued = []
+        for job in jobs:
+            before = [e for e in events if e.order_id == job.order_id and e.at <= job.created_at]
+            queued.append(QueuedJob(job, before[-1].event_id if before else None))
+        return queued
 
     async def period_stats(self, guild_id: int, period: str) -> PeriodStats:
         """/shop stats [period]: `7d`, `30d` (UTC days, today included) or `all`."""
@@ -198,7 +216,9 @@ class AdminReports:
                 named.append((entitlement, product.name if product else "?"))
             grants = await tx.stats.grants_of_member(guild_id, user_id)
             audit = await tx.stats.audit_of_member(guild_id, user_id)
-        return MemberReport(named, grants, audit)
+            order_ids = sorted({e.order_id for e in entitlements if e.order_id is not None})
+            events = await tx.stats.order_events(order_ids)
+        return MemberReport(named, grants, audit, events)
 
     async def problems(self, guild_id: int) -> GuildProblems:
         async with self.store.reading() as tx:

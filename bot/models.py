@@ -148,6 +148,7 @@ class Product(Record):
     archived: bool
     created_at: datetime
     updated_at: datetime
+    image_url: str | None = None  # migration 0012
 
 
 @dataclass(frozen=True, slots=True)

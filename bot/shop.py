@@ -34,6 +34,8 @@ MAX_DAYS = 3650
 CLAIM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CLAIM_GROUPS = 4  # of 4 symbols: 16 × 5 = 80 bits of randomness (SPEC §3: ≥ 64)
 LEGACY_CLAIM_LENGTH = 8  # codes issued before: 40 bits, still accepted
+MAX_IMAGE_URL = 2048
+_IMAGE_URL = re.compile(r"https://[^\s/]+\.[^\s/]+/\S*")
 _PRODUCT_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is True
 
 
@@ -52,6 +54,7 @@ class ProductDraft:
     description: str | None = None
     stock: int | None = None
     allow_promotion_codes: bool = False
+    image_url: str | None = None
 
 
 def checkout_lifetime(minutes: int) -> timedelta:
@@ -137,6 +140,18 @@ def _clean_name(name: str) -> str:
     return name
 
 
+def _clean_image_url(url: str) -> str | None:
+    """An https URL (what Discord embeds and Stripe show), or None for an empty string."""
+    url = url.strip()
+    if not url:
+        return None
+    if len(url) > MAX_IMAGE_URL or not _IMAGE_URL.fullmatch(url):
+        raise InvalidInput(
+            "`image_url` must be an https:// link to an image, like https://i.imgur.com/x.png."
+        )
+    return url
+
+
 def _check_range(label: str, value: int | None, low: int, high: int) -> None:
     if value is not None and not low <= value <= high:
         raise InvalidInput(f"`{label}` must be between {low} and {high}.")
@@ -176,6 +191,7 @@ class ShopService:
         description = (draft.description or "").strip()
         if len(description) > MAX_DESCRIPTION:
             raise InvalidInput(f"Descriptions can be at most {MAX_DESCRIPTION} characters.")
+        image_url = _clean_image_url(draft.image_url or "")
         try:
             async with self.store.transaction() as tx:
                 product = await tx.products.add(
@@ -190,6 +206,7 @@ class ShopService:
                     trial_days=draft.trial_days,
                     stock=draft.stock,
                     allow_promotion_codes=int(draft.allow_promotion_codes),
+                    image_url=image_url,
                 )
                 if draft.role_id is not None:
                     await tx.products.add_action(
@@ -229,21 +246,45 @@ class ShopService:
             updates["stock"] = changes["stock"]
         if changes.get("active") is not None:
             updates["active"] = int(bool(changes["active"]))
-        if not updates:
+        if changes.get("allow_promotion_codes") is not None:
+            updates["allow_promotion_codes"] = int(bool(changes["allow_promotion_codes"]))
+        if changes.get("image_url") is not None:
+            updates["image_url"] = _clean_image_url(changes["image_url"])
+        role_id = changes.get("role_id")
+        if not updates and role_id is None:
             raise InvalidInput("Nothing to change: give at least one option to edit.")
         try:
             async with self.store.transaction() as tx:
-                product = await tx.products.update(product.id, **updates)
+                if updates:
+                    product = await tx.products.update(product.id, **updates)
+                if role_id is not None:
+                    await self._replace_role(tx, product, role_id)
                 await tx.audit.add(
                     "product.edit",
                     guild_id=guild_id,
                     actor_id=actor_id,
                     product_id=product.id,
-                    changes=updates,
+                    changes={**updates, **({"role_id": role_id} if role_id else {})},
                 )
         except Duplicate:
             raise Conflict(f"A product named **{updates.get('name')}** already exists.") from None
         return product
+
+    async def _replace_role(self, tx: Tx, product: Product, role_id: int) -> None:
+        """The role new buyers get: the product's first on_purchase grant_role action is
+        replaced (keeping its revoke_on), or one is added. Roles already given stay given,
+        and are still taken back by the removed action's rules when access ends."""
+        actions = await tx.products.actions(product.id, "on_purchase")
+        current = next((a for a in actions if a.type == "grant_role"), None)
+        if current is not None and current.role_id == role_id:
+            return
+        extra: dict[str, Any] = {}
+        if current is not None:
+            await tx.products.remove_action(current.id)
+            extra["revoke_on"] = current.revoke_on
+        await tx.products.add_action(
+            product.id, type="grant_role", stage="on_purchase", role_id=role_id, **extra
+        )
 
     async def remove_product(self, guild_id: int, actor_id: int, ref: str) -> Product:
         """Archive: no longer for sale or listed; orders and entitlements stay."""

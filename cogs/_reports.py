@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
 
-from bot.admin_reports import MemberReport, PeriodStats
+from bot.admin_reports import MemberReport, PeriodStats, QueuedJob
 from bot.discord_adapter import role_problem
+from bot.models import AuditEntry
 from bot.money import format_price
+from cogs._options import ACTION_NAMES, readable
 from cogs._ui import BRAND
 
 if TYPE_CHECKING:
@@ -73,12 +76,65 @@ def chart_title(stats: PeriodStats) -> str:
     return f"Revenue per day, {PERIOD_NAMES[stats.period]}"
 
 
+def _ago(moment: datetime) -> str:
+    return discord.utils.format_dt(moment, "R")
+
+
+def _event(event_id: object) -> str:
+    return f" (Stripe event `{event_id}`)" if event_id else ""
+
+
+END_REASONS = {
+    "expired": "its time ran out",
+    "canceled": "the subscription was canceled",
+    "lapsed": "a renewal was not paid",
+    "refund": "it was refunded",
+    "chargeback": "of a chargeback",
+    "revoked": "an admin revoked it",
+}
+
+
+def history_line(entry: AuditEntry) -> str:
+    """One audit row as a sentence, with when it happened and the Stripe event behind it."""
+    d = entry.detail
+    order = f"order #{d['order_id']}" if d.get("order_id") else "an order"
+    by = f"<@{entry.actor_id}>" if entry.actor_id else "an admin"
+    kind = entry.kind
+    if kind == "order.paid":
+        amount = format_price(d["amount"], d["currency"]) if d.get("currency") else ""
+        text = f"{order.capitalize()} was paid{f' ({amount})' if amount else ''}"
+    elif kind == "entitlement.grant":
+        text = f"Access to **{d.get('product', '?')}** began with {order}"
+    elif kind == "entitlement.end":
+        reason = END_REASONS.get(str(d.get("reason")), str(d.get("reason") or "it ended"))
+        text = f"Access from {order} ended because {reason}"
+    elif kind == "entitlement.manual_grant":
+        text = f"{by} gave access by hand"
+    elif kind == "entitlement.manual_revoke":
+        text = f"{by} took access away"
+    elif kind == "subscription.paid":
+        text = f"A subscription payment for {order} was received"
+    elif kind == "subscription.payment_failed":
+        attempt = f" (attempt {d['attempt']})" if d.get("attempt") else ""
+        text = f"A subscription payment for {order} failed{attempt}"
+    elif kind == "subscription.status":
+        text = f"The subscription of {order} is now {d.get('status', '?')}"
+    elif kind == "order.claim":
+        text = f"{order.capitalize()} was claimed with its code"
+    else:
+        text = kind.replace(".", " ").replace("_", " ").capitalize()
+    if d.get("reason") and kind != "entitlement.end":
+        text += f": {d['reason']}"
+    return f"{_ago(entry.created_at)} {text}{_event(d.get('event_id'))}."
+
+
 def why_embed(
     member: discord.Member,
     role: discord.Role | None,
     report: MemberReport,
 ) -> discord.Embed:
-    """Why the member has (or lacks) shop roles: access, ledger and recent history."""
+    """Why the member has (or lacks) shop roles: access, ledger and recent history, as
+    sentences with times, and the Stripe event behind each change."""
     grants, audit = report.grants, report.audit
     title = f"Why {member.display_name}" + (f" and @{role.name}" if role else "")
     embed = discord.Embed(title=title, colour=BRAND)
@@ -94,26 +150,65 @@ def why_embed(
         grants = [g for g in grants if g.role_id == role.id]
     lines = []
     for entitlement, name in report.entitlements:
-        until = discord.utils.format_dt(entitlement.ends_at, "D") if entitlement.ends_at else "∞"
-        end = f" ({entitlement.end_reason})" if entitlement.end_reason else ""
-        source = f"order #{entitlement.order_id}" if entitlement.order_id else "given by hand"
-        lines.append(f"**{name}** — {entitlement.status}{end}, until {until}, {source}")
+        source = f"order #{entitlement.order_id}" if entitlement.order_id else "a grant by hand"
+        if entitlement.status == "active":
+            until = (
+                f"until {discord.utils.format_dt(entitlement.ends_at, 'D')}"
+                if entitlement.ends_at
+                else "for good"
+            )
+            lines.append(f"**{name}** is theirs {until}, from {source}.")
+        else:
+            reason = END_REASONS.get(entitlement.end_reason or "", entitlement.status)
+            lines.append(
+                f"**{name}** ended {_ago(entitlement.updated_at)} because {reason} ({source})."
+            )
     embed.add_field(name="Access", value="\n".join(lines)[:1024] or "none", inline=False)
     ledger = [
-        f"<@&{g.role_id}> {g.status} {discord.utils.format_dt(g.revoked_at or g.granted_at, 'R')}"
-        f" (access #{g.entitlement_id})"
+        f"<@&{g.role_id}> was given {_ago(g.granted_at)}"
+        + (f" and taken back {_ago(g.revoked_at)}" if g.revoked_at else "")
+        + f" (access #{g.entitlement_id})."
         for g in grants
     ]
     embed.add_field(
         name="Roles the shop gave", value="\n".join(ledger)[:1024] or "none", inline=False
     )
-    history = [
-        f"{discord.utils.format_dt(a.created_at, 'd')} {a.kind}"
-        + (f" — {a.detail.get('reason')}" if a.detail.get("reason") else "")
-        for a in audit
+    history = [history_line(a) for a in audit]
+    shown = {a.detail.get("event_id") for a in audit}
+    history += [
+        f"{_ago(e.at)} Order #{e.order_id} was "
+        f"{'refunded' if e.what == 'refund' else 'disputed (chargeback)'}{_event(e.event_id)}."
+        for e in report.events
+        if e.what in ("refund", "dispute") and e.event_id not in shown
     ]
     embed.add_field(name="History", value="\n".join(history)[:1024] or "none", inline=False)
     return embed
+
+
+def job_line(queued: QueuedJob) -> str:
+    """`#12` Give a role for @member failed 2 minutes ago after 5 tries: … (Stripe event …)."""
+    job = queued.job
+    what = readable(job.kind, ACTION_NAMES)
+    if job.status == "pending" and job.waiting_for_member:
+        state = f"waits for <@{job.user_id}> to be in the server"
+    elif job.status == "pending":
+        state = f"is waiting; next try {_ago(job.next_attempt_at)}"
+    elif job.status == "running":
+        state = "is running now"
+    elif job.status == "completed":
+        state = f"was done {_ago(job.updated_at)}"
+    elif job.status == "failed":
+        tries = f"{job.attempts} {'try' if job.attempts == 1 else 'tries'}"
+        state = f"failed {_ago(job.updated_at)} after {tries}: {job.last_error or 'no reason'}"
+    else:
+        state = f"was {job.status} {_ago(job.updated_at)}"
+    whom = "" if job.waiting_for_member and job.status == "pending" else f" for <@{job.user_id}>"
+    return f"`#{job.id}` {what}{whom} {state}{_event(queued.event_id)}."
+
+
+def queue_embed(jobs: list[QueuedJob]) -> discord.Embed:
+    lines = [job_line(q) for q in jobs]
+    return discord.Embed(title="Delivery queue", colour=BRAND, description="\n".join(lines)[:4000])
 
 
 def diagnose_embed(checks: list[tuple[bool, str]]) -> discord.Embed:

@@ -8,7 +8,16 @@ from typing import Any
 from bot.models import Action, Product
 from bot.store.base import Repo
 
-_EDITABLE = {"name", "description", "price_amount", "stock", "active", "stripe_price_id"}
+_EDITABLE = {
+    "name",
+    "description",
+    "price_amount",
+    "stock",
+    "active",
+    "stripe_price_id",
+    "image_url",
+    "allow_promotion_codes",
+}
 #: Columns a caller may set on insert; anything else is refused before SQL is built.
 _PRODUCT_FIELDS = _EDITABLE | {
     "guild_id",

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.clock import iso
+from bot.clock import iso, parse_iso
 from bot.models import AuditEntry, Entitlement, RoleGrant
 from bot.store.base import Repo
 
@@ -54,6 +54,17 @@ class PeriodRows:
     churned_subscriptions: int
     reversals: list[Reversal]
     jobs_by_status: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """A Stripe event behind a change to an order: an audit row that names one, or a full
+    refund / dispute recorded under the order's payment (or its subscription's invoice)."""
+
+    order_id: int
+    at: datetime
+    what: str  # the audit kind, or `refund` / `dispute`
+    event_id: str
 
 
 class StatsRepo(Repo):
@@ -130,6 +141,28 @@ class StatsRepo(Repo):
             reversals=[Reversal(*row) for row in reversals],
             jobs_by_status={row[0]: row[1] for row in jobs},
         )
+
+    async def order_events(self, order_ids: list[int]) -> list[OrderEvent]:
+        """Stripe events behind these orders, oldest first (orders not listed never show)."""
+        if not order_ids:
+            return []
+        wanted = json.dumps(order_ids)
+        rows = await self._all(
+            "SELECT json_extract(detail, '$.order_id'), created_at, kind,"
+            " json_extract(detail, '$.event_id') FROM audit_log"
+            " WHERE json_extract(detail, '$.order_id') IN (SELECT value FROM json_each(?))"
+            " AND json_extract(detail, '$.event_id') IS NOT NULL"
+            " UNION ALL"
+            " SELECT o.id, r.recorded_at, r.kind, r.event_id FROM payment_reversals r"
+            " LEFT JOIN invoice_payments ip"
+            " ON ip.stripe_payment_intent_id = r.stripe_payment_intent_id"
+            " JOIN orders o ON o.stripe_payment_intent_id = r.stripe_payment_intent_id"
+            " OR (ip.stripe_subscription_id IS NOT NULL"
+            " AND o.stripe_subscription_id = ip.stripe_subscription_id)"
+            " WHERE o.id IN (SELECT value FROM json_each(?)) ORDER BY 2",
+            (wanted, wanted),
+        )
+        return [OrderEvent(int(r[0]), parse_iso(r[1]), r[2], str(r[3])) for r in rows]
 
     async def entitlements_of_member(self, guild_id: int, user_id: int) -> list[Entitlement]:
         rows = await self._all(
