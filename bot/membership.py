@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from bot.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
 from bot.fulfilment import Fulfilment
-from bot.models import NO_BUYER, JobStatus, Order, OrderStatus
-from bot.planning import NOTICE_KINDS, Planner
-from bot.shop import (
-    CLAIM_ALPHABET,
-    CLAIM_GROUPS,
-    LEGACY_CLAIM_LENGTH,
-    Purchases,
-    format_claim_code,
+from bot.models import (
+    NO_BUYER,
+    ActionType,
+    Entitlement,
+    Job,
+    JobStatus,
+    Kind,
+    Order,
+    OrderStatus,
+    Product,
+    Subscription,
 )
+from bot.planning import NOTICE_KINDS, Planner
+from bot.shop import CLAIM_ALPHABET, CLAIM_GROUPS, LEGACY_CLAIM_LENGTH, format_claim_code
 from bot.store import Store, Tx
 
 log = logging.getLogger(__name__)
@@ -26,6 +32,78 @@ CLAIM_WINDOW = timedelta(minutes=15)  # … within this long, then they wait
 #: The one answer for a code that is not ours to give: no such code, another guild's, or an
 #: order someone else holds (different answers would tell a guesser which codes exist).
 UNKNOWN_CODE = "No order here has that claim code."
+
+
+#: Stripe's longest Checkout link life: a pending order older than this without a stored
+#: expiry is an abandoned checkout, whatever the expiry loop has done with it yet.
+LONGEST_CHECKOUT = timedelta(hours=24)
+#: Stripe statuses of a subscription whose latest payment failed (access lasts until ends_at).
+UNPAID = frozenset({"past_due", "unpaid", "incomplete"})
+DELIVERY_KINDS = frozenset(str(kind) for kind in ActionType)
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One active access of the member, in its true state (what /purchases shows).
+
+    delivery: `delivered` | `delivering` | `failed` | `nothing` (no delivery to make).
+    access: `forever` | `renews` | `cancels` | `payment_failed` | `trial` | `expires`;
+    `until` is the date that goes with it (None only for `forever`)."""
+
+    name: str
+    order_id: int | None
+    delivery: str
+    access: str
+    until: datetime | None
+    claim_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purchases:
+    """What /purchases shows: access in its true state, orders (abandoned checkouts left
+    out) and what is still waiting to be delivered."""
+
+    holdings: list[Holding]
+    orders: list[tuple[Order, Product | None]]
+    pending_jobs: list[Job]
+
+
+def delivery_state(jobs: list[Job]) -> str:
+    """From the entitlement's own delivery jobs: a failure outweighs work in progress."""
+    statuses = {job.status for job in jobs if job.kind in DELIVERY_KINDS}
+    if JobStatus.FAILED in statuses:
+        return "failed"
+    if statuses & {JobStatus.PENDING, JobStatus.RUNNING}:
+        return "delivering"
+    return "delivered" if JobStatus.COMPLETED in statuses else "nothing"
+
+
+def access_state(
+    entitlement: Entitlement, product: Product | None, sub: Subscription | None
+) -> tuple[str, datetime | None]:
+    """How the access goes on: a subscription by its Stripe state, else by its end date."""
+    ends = entitlement.ends_at
+    if product is not None and product.kind == Kind.SUBSCRIPTION and ends is not None:
+        if sub is None:
+            return "renews", ends
+        period_end = sub.current_period_end or ends
+        if sub.status in UNPAID:
+            return "payment_failed", ends
+        if sub.cancel_at_period_end:
+            return "cancels", period_end
+        if sub.status == "trialing":
+            return "trial", period_end
+        return "renews", period_end
+    return ("expires", ends) if ends is not None else ("forever", None)
+
+
+def is_stale_checkout(order: Order, now: datetime) -> bool:
+    """A pending order whose checkout link can no longer be paid."""
+    if order.status != OrderStatus.PENDING:
+        return False
+    if order.checkout_expires_at is not None:
+        return order.checkout_expires_at <= now
+    return order.created_at + LONGEST_CHECKOUT <= now
 
 
 def normalize_code(text: str) -> str:
@@ -48,18 +126,44 @@ class MemberService:
 
     async def purchases(self, guild_id: int, user_id: int) -> Purchases:
         async with self.store.reading() as tx:
-            orders = await tx.orders.of_member(guild_id, user_id)
+            now = tx.now
+            orders = [
+                o
+                for o in await tx.orders.of_member(guild_id, user_id)
+                if not is_stale_checkout(o, now)
+            ]
             entitlements = await tx.entitlements.active_of_member(guild_id, user_id)
             jobs = await tx.jobs.of_member(
-                guild_id, user_id, (JobStatus.PENDING, JobStatus.RUNNING)
+                guild_id,
+                user_id,
+                (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.FAILED, JobStatus.COMPLETED),
             )
             products = {}
             for product_id in {o.product_id for o in orders} | {e.product_id for e in entitlements}:
                 products[product_id] = await tx.products.get(product_id)
+            holdings = []
+            for entitlement in entitlements:
+                order = await tx.orders.get(entitlement.order_id) if entitlement.order_id else None
+                sub_id = order.stripe_subscription_id if order else None
+                sub = await tx.subscriptions.get(sub_id) if sub_id else None
+                product = products.get(entitlement.product_id)
+                access, until = access_state(entitlement, product, sub)
+                own = [j for j in jobs if j.entitlement_id == entitlement.id]
+                holdings.append(
+                    Holding(
+                        name=product.name if product else f"product {entitlement.product_id}",
+                        order_id=entitlement.order_id,
+                        delivery=delivery_state(own),
+                        access=access,
+                        until=until,
+                        claim_code=order.claim_code if order else None,
+                    )
+                )
+        waiting = (JobStatus.PENDING, JobStatus.RUNNING)
         return Purchases(
+            holdings=holdings,
             orders=[(o, products.get(o.product_id)) for o in orders],
-            entitlements=[(e, products.get(e.product_id)) for e in entitlements],
-            pending_jobs=[j for j in jobs if j.kind not in NOTICE_KINDS],
+            pending_jobs=[j for j in jobs if j.status in waiting and j.kind not in NOTICE_KINDS],
         )
 
     async def claim(self, guild_id: int, user_id: int, code: str | None) -> str:

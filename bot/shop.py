@@ -18,8 +18,6 @@ from bot.config import Settings
 from bot.errors import Conflict, InvalidInput, NotFound, PaymentError
 from bot.models import (
     NO_BUYER,
-    Entitlement,
-    Job,
     Kind,
     Order,
     OrderSource,
@@ -71,15 +69,6 @@ class SealedJoin:
     user_id: int
     ciphertext: str
     expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Purchases:
-    """What /purchases shows."""
-
-    orders: list[tuple[Order, Product | None]]
-    entitlements: list[tuple[Entitlement, Product | None]]
-    pending_jobs: list[Job]
 
 
 def checkout_lifetime(minutes: int) -> timedelta:
@@ -289,25 +278,47 @@ class ShopService:
             updates["stock"] = changes["stock"]
         if changes.get("active") is not None:
             updates["active"] = int(bool(changes["active"]))
+        if changes.get("allow_promotion_codes") is not None:
+            updates["allow_promotion_codes"] = int(bool(changes["allow_promotion_codes"]))
         if changes.get("image_url") is not None:
             url = changes["image_url"].strip()
             updates["image_url"] = None if url.casefold() == "none" else clean_image_url(url)
-        if not updates:
+        role_id = changes.get("role_id")
+        if not updates and role_id is None:
             raise InvalidInput("Nothing to change: give at least one option to edit.")
         try:
             async with self.store.transaction() as tx:
-                product = await tx.products.update(product.id, **updates)
+                if updates:
+                    product = await tx.products.update(product.id, **updates)
+                if role_id is not None:
+                    await self._replace_role(tx, product, role_id)
                 await tx.audit.add(
                     "product.edit",
                     guild_id=guild_id,
                     actor_id=actor_id,
                     product_id=product.id,
-                    changes=updates,
+                    changes={**updates, **({"role_id": role_id} if role_id else {})},
                 )
                 await self.planner.refresh_panels(tx, product.id)
         except Duplicate:
             raise Conflict(f"A product named **{updates.get('name')}** already exists.") from None
         return product
+
+    async def _replace_role(self, tx: Tx, product: Product, role_id: int) -> None:
+        """The role new buyers get: the product's first on_purchase grant_role action is
+        replaced (keeping its revoke_on), or one is added. Roles already given stay given,
+        and are still taken back by the removed action's rules when access ends."""
+        actions = await tx.products.actions(product.id, "on_purchase")
+        current = next((a for a in actions if a.type == "grant_role"), None)
+        if current is not None and current.role_id == role_id:
+            return
+        extra: dict[str, Any] = {}
+        if current is not None:
+            await tx.products.remove_action(current.id)
+            extra["revoke_on"] = current.revoke_on
+        await tx.products.add_action(
+            product.id, type="grant_role", stage="on_purchase", role_id=role_id, **extra
+        )
 
     async def remove_product(self, guild_id: int, actor_id: int, ref: str) -> Product:
         """Archive: no longer for sale or listed; orders and entitlements stay."""

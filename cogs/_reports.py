@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
 
-from bot.admin_reports import MemberReport, ShopFigures
+from bot.admin_reports import MemberReport, PeriodStats, QueuedJob
 from bot.discord_adapter import role_problem
+from bot.models import AuditEntry
 from bot.money import format_price
+from cogs._options import ACTION_NAMES, readable
 from cogs._ui import BRAND
 
 if TYPE_CHECKING:
@@ -18,27 +21,111 @@ if TYPE_CHECKING:
 OK, BAD = "✅", "❌"
 
 
-def stats_embed(figures: ShopFigures) -> discord.Embed:
-    embed = discord.Embed(title="Shop stats", colour=BRAND)
-    revenue = ", ".join(format_price(v, c) for c, v in figures.revenue_by_currency.items())
-    embed.add_field(name="Revenue (paid orders)", value=revenue or "none yet", inline=False)
-    orders = " · ".join(f"{k} {v}" for k, v in sorted(figures.orders_by_status.items()))
-    embed.add_field(name="Orders", value=orders or "none", inline=False)
-    done = figures.jobs_by_status.get("completed", 0)
-    failed = figures.jobs_by_status.get("failed", 0)
-    rate = f"{100 * done / (done + failed):.1f} %" if done + failed else "n/a"
-    pending = figures.jobs_by_status.get("pending", 0) + figures.jobs_by_status.get("running", 0)
+PERIOD_NAMES = {"7d": "the last 7 days", "30d": "the last 30 days", "all": "all time"}
+CHART = "revenue.png"
+
+
+def _money(amounts: dict[str, int]) -> str:
+    """Per currency, never added together: `$12.00 · ¥500`."""
+    return " · ".join(format_price(v, c) for c, v in amounts.items())
+
+
+def _counted(figures: dict[str, tuple[int, int]]) -> str:
+    return " · ".join(f"{n} ({format_price(v, c)})" for c, (n, v) in figures.items())
+
+
+def stats_embed(stats: PeriodStats) -> discord.Embed:
+    """/shop stats [period]; the chart is attached as CHART and shown as the embed's image."""
+    embed = discord.Embed(title=f"Shop stats — {PERIOD_NAMES[stats.period]}", colour=BRAND)
+    embed.add_field(name="Revenue", value=_money(stats.revenue) or "none", inline=False)
+    embed.add_field(
+        name="Monthly recurring revenue", value=_money(stats.mrr) or "none", inline=False
+    )
+    trial = f" (+{stats.trialing} in a free trial)" if stats.trialing else ""
+    embed.add_field(
+        name="Subscribers",
+        value=f"{stats.active_subscribers} active{trial} · {stats.new_subscriptions} new · "
+        f"{stats.churned_subscriptions} ended",
+        inline=False,
+    )
+    embed.add_field(
+        name="Refunds and disputes",
+        value=f"{_counted(stats.refunds) or 'no refunds'} · "
+        f"{_counted(stats.disputes) or 'no disputes'}",
+        inline=False,
+    )
+    done, failed = stats.deliveries.get("completed", 0), stats.deliveries.get("failed", 0)
+    waiting = stats.deliveries.get("pending", 0) + stats.deliveries.get("running", 0)
+    rate = f"{100 * stats.success_rate:.1f} %" if stats.success_rate is not None else "n/a"
     embed.add_field(
         name="Deliveries",
-        value=f"{done} delivered · {failed} failed · {pending} pending · success {rate}",
+        value=f"{done} delivered · {failed} failed · {waiting} waiting · success {rate}",
         inline=False,
     )
     lines = [
-        f"**{p.name}** — {p.paid_orders} sold · {format_price(p.revenue, p.currency)}"
-        for p in figures.per_product
+        f"**{p.name}** — {p.sold} sold · {_money(p.revenue) or 'nothing received'}"
+        for p in stats.per_product
     ]
     embed.add_field(name="Per product", value="\n".join(lines)[:1024] or "none", inline=False)
+    embed.set_image(url=f"attachment://{CHART}")
+    embed.set_footer(text="Days are UTC. Amounts are what Stripe received, before refunds.")
     return embed
+
+
+def chart_title(stats: PeriodStats) -> str:
+    return f"Revenue per day, {PERIOD_NAMES[stats.period]}"
+
+
+def _ago(moment: datetime) -> str:
+    return discord.utils.format_dt(moment, "R")
+
+
+def _event(event_id: object) -> str:
+    return f" (Stripe event `{event_id}`)" if event_id else ""
+
+
+END_REASONS = {
+    "expired": "its time ran out",
+    "canceled": "the subscription was canceled",
+    "lapsed": "a renewal was not paid",
+    "refund": "it was refunded",
+    "chargeback": "of a chargeback",
+    "revoked": "an admin revoked it",
+}
+
+
+def history_line(entry: AuditEntry) -> str:
+    """One audit row as a sentence, with when it happened and the Stripe event behind it."""
+    d = entry.detail
+    order = f"order #{d['order_id']}" if d.get("order_id") else "an order"
+    by = f"<@{entry.actor_id}>" if entry.actor_id else "an admin"
+    kind = entry.kind
+    if kind == "order.paid":
+        amount = format_price(d["amount"], d["currency"]) if d.get("currency") else ""
+        text = f"{order.capitalize()} was paid{f' ({amount})' if amount else ''}"
+    elif kind == "entitlement.grant":
+        text = f"Access to **{d.get('product', '?')}** began with {order}"
+    elif kind == "entitlement.end":
+        reason = END_REASONS.get(str(d.get("reason")), str(d.get("reason") or "it ended"))
+        text = f"Access from {order} ended because {reason}"
+    elif kind == "entitlement.manual_grant":
+        text = f"{by} gave access by hand"
+    elif kind == "entitlement.manual_revoke":
+        text = f"{by} took access away"
+    elif kind == "subscription.paid":
+        text = f"A subscription payment for {order} was received"
+    elif kind == "subscription.payment_failed":
+        attempt = f" (attempt {d['attempt']})" if d.get("attempt") else ""
+        text = f"A subscription payment for {order} failed{attempt}"
+    elif kind == "subscription.status":
+        text = f"The subscription of {order} is now {d.get('status', '?')}"
+    elif kind == "order.claim":
+        text = f"{order.capitalize()} was claimed with its code"
+    else:
+        text = kind.replace(".", " ").replace("_", " ").capitalize()
+    if d.get("reason") and kind != "entitlement.end":
+        text += f": {d['reason']}"
+    return f"{_ago(entry.created_at)} {text}{_event(d.get('event_id'))}."
 
 
 def why_embed(
@@ -46,7 +133,8 @@ def why_embed(
     role: discord.Role | None,
     report: MemberReport,
 ) -> discord.Embed:
-    """Why the member has (or lacks) shop roles: access, ledger and recent history."""
+    """Why the member has (or lacks) shop roles: access, ledger and recent history, as
+    sentences with times, and the Stripe event behind each change."""
     grants, audit = report.grants, report.audit
     title = f"Why {member.display_name}" + (f" and @{role.name}" if role else "")
     embed = discord.Embed(title=title, colour=BRAND)
@@ -62,26 +150,72 @@ def why_embed(
         grants = [g for g in grants if g.role_id == role.id]
     lines = []
     for entitlement, name in report.entitlements:
-        until = discord.utils.format_dt(entitlement.ends_at, "D") if entitlement.ends_at else "∞"
-        end = f" ({entitlement.end_reason})" if entitlement.end_reason else ""
-        source = f"order #{entitlement.order_id}" if entitlement.order_id else "given by hand"
-        lines.append(f"**{name}** — {entitlement.status}{end}, until {until}, {source}")
+        source = f"order #{entitlement.order_id}" if entitlement.order_id else "a grant by hand"
+        if entitlement.status == "active":
+            until = (
+                f"until {discord.utils.format_dt(entitlement.ends_at, 'D')}"
+                if entitlement.ends_at
+                else "for good"
+            )
+            lines.append(f"**{name}** is theirs {until}, from {source}.")
+        else:
+            reason = END_REASONS.get(entitlement.end_reason or "", entitlement.status)
+            lines.append(
+                f"**{name}** ended {_ago(entitlement.updated_at)} because {reason} ({source})."
+            )
     embed.add_field(name="Access", value="\n".join(lines)[:1024] or "none", inline=False)
     ledger = [
-        f"<@&{g.role_id}> {g.status} {discord.utils.format_dt(g.revoked_at or g.granted_at, 'R')}"
-        f" (access #{g.entitlement_id})"
+        f"<@&{g.role_id}> was given {_ago(g.granted_at)}"
+        + (f" and taken back {_ago(g.revoked_at)}" if g.revoked_at else "")
+        + f" (access #{g.entitlement_id})."
         for g in grants
     ]
     embed.add_field(
         name="Roles the shop gave", value="\n".join(ledger)[:1024] or "none", inline=False
     )
-    history = [
-        f"{discord.utils.format_dt(a.created_at, 'd')} {a.kind}"
-        + (f" — {a.detail.get('reason')}" if a.detail.get("reason") else "")
-        for a in audit
+    history = [history_line(a) for a in audit]
+    shown = {a.detail.get("event_id") for a in audit}
+    history += [
+        f"{_ago(e.at)} Order #{e.order_id} was "
+        f"{'refunded' if e.what == 'refund' else 'disputed (chargeback)'}{_event(e.event_id)}."
+        for e in report.events
+        if e.what in ("refund", "dispute") and e.event_id not in shown
     ]
     embed.add_field(name="History", value="\n".join(history)[:1024] or "none", inline=False)
     return embed
+
+
+def job_line(queued: QueuedJob) -> str:
+    """`#12` Give a role for @member failed 2 minutes ago after 5 tries: … (Stripe event …)."""
+    job = queued.job
+    what = readable(job.kind, ACTION_NAMES)
+    if job.status == "pending" and job.waiting_for_member:
+        state = f"waits for <@{job.user_id}> to be in the server"
+    elif job.status == "pending":
+        state = f"is waiting; next try {_ago(job.next_attempt_at)}"
+    elif job.status == "running":
+        state = "is running now"
+    elif job.status == "completed":
+        state = f"was done {_ago(job.updated_at)}"
+    elif job.status == "failed":
+        tries = f"{job.attempts} {'try' if job.attempts == 1 else 'tries'}"
+        state = f"failed {_ago(job.updated_at)} after {tries}: {job.last_error or 'no reason'}"
+    else:
+        state = f"was {job.status} {_ago(job.updated_at)}"
+    if job.waiting_for_member and job.status == "pending":
+        whom = ""
+    elif job.kind == "edit_panel":
+        whom = f" of panel {job.payload.get('panel_id')}"
+    elif job.user_id == 0:  # jobs of no member: the admin log flush
+        whom = ""
+    else:
+        whom = f" for <@{job.user_id}>"
+    return f"`#{job.id}` {what}{whom} {state}{_event(queued.event_id)}."
+
+
+def queue_embed(jobs: list[QueuedJob]) -> discord.Embed:
+    lines = [job_line(q) for q in jobs]
+    return discord.Embed(title="Delivery queue", colour=BRAND, description="\n".join(lines)[:4000])
 
 
 def diagnose_embed(checks: list[tuple[bool, str]]) -> discord.Embed:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import discord
 
+from bot.membership import Holding, Purchases
 from bot.models import Order, Product
-from bot.shop import Purchases
 
 BRAND = discord.Colour.blurple()
 
@@ -16,6 +18,7 @@ async def reply(
     *,
     embed: discord.Embed | None = None,
     view: discord.ui.View | None = None,
+    file: discord.File | None = None,
 ) -> None:
     """Always ephemeral; uses the followup once the response was sent or deferred."""
     kwargs: dict = {"content": content, "ephemeral": True}
@@ -23,6 +26,8 @@ async def reply(
         kwargs["embed"] = embed
     if view is not None:
         kwargs["view"] = view
+    if file is not None:
+        kwargs["file"] = file
     if interaction.response.is_done():
         await interaction.followup.send(**kwargs)
     else:
@@ -49,25 +54,55 @@ def checkout_embed(
     return embed
 
 
+DELIVERY_TEXT = {
+    "delivered": "delivered",
+    "delivering": "being delivered",
+    "failed": "delivery failed — the admins have been told",
+    "nothing": "",
+}
+ORDER_TEXT = {
+    "pending": "waiting for payment",
+    "paid": "paid",
+    "failed": "payment failed",
+    "refunded": "refunded",
+    "disputed": "disputed (chargeback)",
+}
+
+
+def _day(moment: datetime) -> str:
+    return f"{discord.utils.format_dt(moment, 'D')} ({discord.utils.format_dt(moment, 'R')})"
+
+
+def holding_line(item: Holding) -> str:
+    """`**Pro** — delivered · renews on <date>` — the item's true state, as a sentence."""
+    until = _day(item.until) if item.until is not None else ""
+    access = {
+        "forever": "yours for good",
+        "renews": f"renews on {until}",
+        "cancels": f"cancels on {until}; it will not renew",
+        "payment_failed": f"payment failed — access until {until}; update it with `/manage`",
+        "trial": f"free trial until {until}",
+        "expires": f"expires on {until}",
+    }[item.access]
+    parts = [DELIVERY_TEXT[item.delivery], access]
+    return f"**{item.name}** — " + " · ".join(p for p in parts if p)
+
+
 def purchases_embed(purchases: Purchases) -> discord.Embed:
     embed = discord.Embed(title="Your purchases", colour=BRAND)
-    if purchases.entitlements:
-        lines = []
-        for entitlement, product in purchases.entitlements:
-            name = product.name if product else f"product {entitlement.product_id}"
-            until = (
-                discord.utils.format_dt(entitlement.ends_at, "D")
-                if entitlement.ends_at
-                else "forever"
-            )
-            lines.append(f"**{name}** — active, until {until}")
-        embed.add_field(name="Active access", value="\n".join(lines)[:1024], inline=False)
+    if purchases.holdings:
+        lines = [holding_line(item) for item in purchases.holdings]
+        embed.add_field(name="Your access", value="\n".join(lines)[:1024], inline=False)
     if purchases.orders:
         lines = []
         for order, product in purchases.orders[:10]:
             name = product.name if product else f"product {order.product_id}"
             code = f" · code `{order.claim_code}`" if order.claim_code else ""
-            lines.append(f"#{order.id} **{name}** — {order.status}{code}")
+            status = ORDER_TEXT.get(order.status, order.status)
+            if order.status == "pending" and order.checkout_expires_at is not None:
+                link = discord.utils.format_dt(order.checkout_expires_at, "R")
+                status += f" (the link works until {link})"
+            lines.append(f"#{order.id} **{name}** — {status}{code}")
         embed.add_field(name="Orders", value="\n".join(lines)[:1024], inline=False)
     if purchases.pending_jobs:
         lines = [
@@ -75,6 +110,6 @@ def purchases_embed(purchases: Purchases) -> discord.Embed:
             for job in purchases.pending_jobs[:10]
         ]
         embed.add_field(name="Being delivered", value="\n".join(lines)[:1024], inline=False)
-    if not (purchases.entitlements or purchases.orders):
+    if not (purchases.holdings or purchases.orders):
         embed.description = "You have not bought anything here yet. Try `/buy`."
     return embed

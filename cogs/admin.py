@@ -2,33 +2,56 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import asyncio
+import io
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.charts import revenue_chart
 from bot.discord_adapter import role_problem
 from bot.errors import InvalidInput
-from bot.models import JobStatus
 from bot.money import format_price
 from bot.shop import ProductDraft
-from cogs._reports import diagnose_embed, diagnose_guild, stats_embed, why_embed
+from cogs._options import (
+    ACTION_NAMES,
+    ACTION_TYPES,
+    INTERVALS,
+    JOB_NAMES,
+    JOB_STATUSES,
+    KINDS,
+    ORDER_NAMES,
+    ORDER_STATUSES,
+    PERIODS,
+    STAGE_NAMES,
+    STAGES,
+    admin_product_autocomplete,
+    readable,
+)
+from cogs._reports import (
+    CHART,
+    chart_title,
+    diagnose_embed,
+    diagnose_guild,
+    queue_embed,
+    stats_embed,
+    why_embed,
+)
 from cogs._ui import BRAND, reply
-from cogs.buyer import product_autocomplete
 from cogs.errors import NotShopAdmin
 
 if TYPE_CHECKING:
     from bot.app import ShopBot
 
-Kinds = Literal["one_time", "timed", "subscription"]
-Intervals = Literal["day", "week", "month", "year"]
-QueueStatus = Literal["pending", "running", "completed", "failed", "canceled", "expired"]
-ActionTypes = Literal[
-    "grant_role", "send_message", "deliver_license", "kick", "ban", "create_invite"
-]
-Stages = Literal["on_purchase", "on_expire", "on_refund", "on_chargeback"]
-OrderStatusName = Literal["pending", "paid", "expired", "failed", "refunded", "disputed"]
+#: Every /shop command that names a product completes it from all live products, paused too.
+product_autocomplete = admin_product_autocomplete
+PRODUCT = "A product of this shop (paused ones too)"
+NOTHING_GIVEN = (
+    "\n⚠️ It gives buyers nothing yet: add a role with `/shop product edit role:` "
+    "or an action with `/shop action add`."
+)
 
 
 def is_shop_admin(interaction: discord.Interaction, admin_role_ids: list[int]) -> bool:
@@ -66,15 +89,16 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         price="Price like 4.99",
         currency="3-letter code (default from config)",
         role="Role to give buyers",
-        kind="one_time, timed or subscription",
-        interval="Billing interval (subscriptions)",
-        duration_days="Days of access (timed)",
+        kind="One-time purchase (default), timed access or a subscription",
+        interval="How often a subscription bills (required for subscriptions)",
+        duration_days="Days of access (required for timed access)",
         trial_days="Free trial days (subscriptions)",
         description="Shown at checkout",
         stock="How many can be sold (empty = unlimited)",
         allow_promotion_codes="Accept Stripe promotion codes at checkout",
-        image_url="An image for the product (https://…), shown on shop panels",
+        image_url="An image for the product (https://…), shown on panels and the web shop",
     )
+    @app_commands.choices(kind=KINDS, interval=INTERVALS)
     async def product_add(
         self,
         interaction: discord.Interaction,
@@ -82,8 +106,8 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         price: app_commands.Range[str, 1, 20],
         currency: app_commands.Range[str, 1, 10] | None = None,
         role: discord.Role | None = None,
-        kind: Kinds = "one_time",
-        interval: Intervals | None = None,
+        kind: str = "one_time",
+        interval: str | None = None,
         duration_days: app_commands.Range[int, 1, 3650] | None = None,
         trial_days: app_commands.Range[int, 1, 730] | None = None,
         description: app_commands.Range[str, 0, 500] | None = None,
@@ -114,12 +138,23 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         gives = f", gives {role.mention}" if role else ""
         await reply(
             interaction,
-            f"Added **{product.name}** ({self.bot.shop.describe_price(product)}){gives}.",
+            f"Added **{product.name}** ({self.bot.shop.describe_price(product)}){gives}."
+            + ("" if role else NOTHING_GIVEN),
         )
 
     @product.command(name="edit", description="Change a product")
     @app_commands.autocomplete(product=product_autocomplete)
-    @app_commands.describe(image_url="An image (https://…); `none` removes it")
+    @app_commands.describe(
+        product=PRODUCT,
+        name="New name",
+        price="New price like 4.99, in the product's currency",
+        description="New text shown at checkout",
+        stock="How many can still be sold",
+        active="Whether it is for sale (False pauses it)",
+        role="The role new buyers get (replaces the current one)",
+        image_url="An image (https://…); `none` removes it",
+        allow_promotion_codes="Accept Stripe promotion codes at checkout",
+    )
     async def product_edit(
         self,
         interaction: discord.Interaction,
@@ -129,9 +164,13 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         description: app_commands.Range[str, 0, 500] | None = None,
         stock: app_commands.Range[int, 0, 1_000_000] | None = None,
         active: bool | None = None,
+        role: discord.Role | None = None,
         image_url: app_commands.Range[str, 1, 1000] | None = None,
+        allow_promotion_codes: bool | None = None,
     ) -> None:
-        assert interaction.guild_id is not None
+        assert interaction.guild is not None and interaction.guild_id is not None
+        if role is not None and (problem := role_problem(interaction.guild, role)):
+            raise InvalidInput(problem)
         updated = await self.bot.shop.edit_product(
             interaction.guild_id,
             interaction.user.id,
@@ -141,16 +180,22 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             description=description,
             stock=stock,
             active=active,
+            role_id=role.id if role else None,
             image_url=image_url,
+            allow_promotion_codes=allow_promotion_codes,
         )
-        state = "for sale" if updated.active else "not for sale"
+        state = "for sale" if updated.active else "paused"
+        codes = ", promotion codes accepted" if updated.allow_promotion_codes else ""
+        gives = f"; new buyers get {role.mention}" if role else ""
         await reply(
             interaction,
-            f"Updated **{updated.name}** ({self.bot.shop.describe_price(updated)}, {state}).",
+            f"Updated **{updated.name}** ({self.bot.shop.describe_price(updated)}, "
+            f"{state}{codes}){gives}.",
         )
 
     @product.command(name="remove", description="Stop selling a product (history is kept)")
     @app_commands.autocomplete(product=product_autocomplete)
+    @app_commands.describe(product=PRODUCT)
     async def product_remove(self, interaction: discord.Interaction, product: str) -> None:
         assert interaction.guild_id is not None
         removed = await self.bot.shop.remove_product(
@@ -180,15 +225,22 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     @action.command(name="add", description="Add an action to a product")
     @app_commands.autocomplete(product=product_autocomplete)
     @app_commands.describe(
-        revoke_on="For grant_role: when to take the role back (default: all three)",
-        message="For send_message ({user} mentions the member)",
+        product=PRODUCT,
+        type="What the bot does",
+        stage="When it does it",
+        role="The role to give or take (Give a role)",
+        channel="Where to post (Send a message; empty = a DM) or the invite's channel",
+        revoke_on="For Give a role: when to take it back, like on_refund,on_chargeback "
+        "(default: on expiry, refund and chargeback)",
+        message="For Send a message ({user} mentions the member)",
     )
+    @app_commands.choices(type=ACTION_TYPES, stage=STAGES)
     async def action_add(
         self,
         interaction: discord.Interaction,
         product: str,
-        type: ActionTypes,
-        stage: Stages,
+        type: str,
+        stage: str,
         role: discord.Role | None = None,
         channel: discord.TextChannel | None = None,
         message: app_commands.Range[str, 1, 1800] | None = None,
@@ -208,10 +260,15 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             message=message,
             revoke_on=revoke_on,
         )
-        await reply(interaction, f"Added action #{action.id}: {type} {stage}.")
+        await reply(
+            interaction,
+            f"Added action #{action.id}: {readable(type, ACTION_NAMES).lower()}, "
+            f"{readable(stage, STAGE_NAMES).lower()}.",
+        )
 
     @action.command(name="list", description="List a product's actions")
     @app_commands.autocomplete(product=product_autocomplete)
+    @app_commands.describe(product=PRODUCT)
     async def action_list(self, interaction: discord.Interaction, product: str) -> None:
         assert interaction.guild_id is not None
         actions = await self.bot.actions.list(interaction.guild_id, product)
@@ -225,6 +282,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         await reply(interaction, "\n".join(lines)[:1900] or "No actions.")
 
     @action.command(name="remove", description="Remove an action")
+    @app_commands.describe(action_id="The action's number, from /shop action list")
     async def action_remove(
         self, interaction: discord.Interaction, action_id: app_commands.Range[int, 1]
     ) -> None:
@@ -236,7 +294,11 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
 
     @license.command(name="add", description="Add license keys, one per line")
     @app_commands.autocomplete(product=product_autocomplete)
-    @app_commands.describe(keys="Keys separated by spaces or new lines", file="A text file")
+    @app_commands.describe(
+        product=PRODUCT,
+        keys="Keys separated by spaces or new lines",
+        file="A text file, one key a line",
+    )
     async def license_add(
         self,
         interaction: discord.Interaction,
@@ -305,7 +367,9 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         await reply(interaction, f"Removed the shop panel from <#{panel.channel_id}>.")
 
     @app_commands.command(name="grant", description="Give a member a product without payment")
-    @app_commands.describe(days="How long (empty = forever)")
+    @app_commands.describe(
+        member="Who gets it", product=PRODUCT, days="How many days (empty = forever)"
+    )
     @app_commands.autocomplete(product=product_autocomplete)
     async def grant(
         self,
@@ -327,6 +391,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
 
     @app_commands.command(name="revoke", description="Take a product away from a member")
     @app_commands.autocomplete(product=product_autocomplete)
+    @app_commands.describe(member="Whose access ends", product=PRODUCT)
     async def revoke(
         self, interaction: discord.Interaction, member: discord.Member, product: str
     ) -> None:
@@ -362,11 +427,15 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         )
 
     @app_commands.command(name="orders", description="Recent orders, by member or status")
+    @app_commands.describe(
+        member="Only this member's orders (bought or received)", status="Only orders in this state"
+    )
+    @app_commands.choices(status=ORDER_STATUSES)
     async def orders(
         self,
         interaction: discord.Interaction,
         member: discord.Member | None = None,
-        status: OrderStatusName | None = None,
+        status: str | None = None,
     ) -> None:
         assert interaction.guild_id is not None
         orders = await self.bot.reports.orders(
@@ -381,7 +450,8 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             lines.append(
                 f"`#{order.id}` {product_name} · "
                 f"{format_price(order.amount, order.currency)} · <@{who}>"
-                f" · {order.status} · {discord.utils.format_dt(order.created_at, 'R')}"
+                f" · {readable(order.status, ORDER_NAMES).lower()}"
+                f" · {discord.utils.format_dt(order.created_at, 'R')}"
             )
         embed = discord.Embed(title="Orders", colour=BRAND, description="\n".join(lines)[:4000])
         await reply(interaction, embed=embed)
@@ -395,13 +465,24 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         count = await self.bot.admin_ops.retry_jobs(interaction.guild_id, interaction.user.id, job)
         await reply(interaction, f"Retrying {count} job(s).")
 
-    @app_commands.command(name="stats", description="Revenue, orders and deliveries")
-    async def stats(self, interaction: discord.Interaction) -> None:
+    @app_commands.command(
+        name="stats", description="Revenue, subscribers, refunds and deliveries, with a chart"
+    )
+    @app_commands.describe(period="Which days to count (default: the last 30 days)")
+    @app_commands.choices(period=PERIODS)
+    async def stats(self, interaction: discord.Interaction, period: str = "30d") -> None:
         assert interaction.guild_id is not None
-        figures = await self.bot.reports.stats(interaction.guild_id)
-        await reply(interaction, embed=stats_embed(figures))
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        stats = await self.bot.reports.period_stats(interaction.guild_id, period)
+        # matplotlib is slow and blocking: draw in a worker thread, off the event loop.
+        png = await asyncio.to_thread(
+            revenue_chart, stats.days, stats.revenue_per_day, chart_title(stats)
+        )
+        chart = discord.File(io.BytesIO(png), filename=CHART)
+        await reply(interaction, embed=stats_embed(stats), file=chart)
 
     @app_commands.command(name="why", description="Why a member has or lacks shop roles")
+    @app_commands.describe(member="The member to explain", role="Only this role")
     async def why(
         self,
         interaction: discord.Interaction,
@@ -421,35 +502,16 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         await reply(interaction, embed=diagnose_embed(checks))
 
     @app_commands.command(name="queue", description="Delivery jobs, with the reason for failures")
-    async def queue(
-        self, interaction: discord.Interaction, status: QueueStatus | None = None
-    ) -> None:
+    @app_commands.describe(status="Only jobs in this state")
+    @app_commands.choices(status=JOB_STATUSES)
+    async def queue(self, interaction: discord.Interaction, status: str | None = None) -> None:
         assert interaction.guild_id is not None
         jobs = await self.bot.reports.queue(interaction.guild_id, status)
         if not jobs:
-            await reply(
-                interaction, "No delivery jobs" + (f" with status {status}." if status else ".")
-            )
+            which = f" {readable(status, JOB_NAMES).lower()}" if status else ""
+            await reply(interaction, f"No{which} delivery jobs.")
             return
-        lines = []
-        for job in jobs:
-            reason = (
-                f" — {job.last_error}"
-                if job.last_error and job.status != JobStatus.COMPLETED
-                else ""
-            )
-            whom = (
-                f"panel {job.payload.get('panel_id')}"
-                if job.kind == "edit_panel"
-                else f"<@{job.user_id}>"
-            )
-            lines.append(
-                f"`#{job.id}` {job.kind} for {whom} · {job.status} · {job.attempts} tries{reason}"
-            )
-        embed = discord.Embed(
-            title="Delivery queue", colour=BRAND, description="\n".join(lines)[:4000]
-        )
-        await reply(interaction, embed=embed)
+        await reply(interaction, embed=queue_embed(jobs))
 
     # /shop settings ---------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ _EDITABLE = {
     "active",
     "stripe_price_id",
     "image_url",
+    "allow_promotion_codes",
 }
 #: Columns a caller may set on insert; anything else is refused before SQL is built.
 _PRODUCT_FIELDS = _EDITABLE | {

@@ -32,7 +32,7 @@ async def test_buy_pay_get_role(shop: Shop) -> None:
     await shop.wait(lambda: shop.dms_to(BUYER), "receipt DM")
     assert "claim code" in str(shop.dms_to(BUYER)[0])
     reply = await shop.command(BUYER, "purchases")
-    assert "VIP" in text_of(reply) and "active" in text_of(reply)
+    assert "**VIP** — delivered · yours for good" in text_of(reply)
 
 
 async def test_duplicate_and_racing_events_grant_once(shop: Shop) -> None:

@@ -20,6 +20,12 @@ from tests.fakes.discord import FakeDiscord, FakeGuild, FakeRole
 from tests.fakes.discord.fixtures import fake_discord_fixture  # noqa: F401 - "fake_discord"
 from tests.fakes.discord.ratelimit import ROLE_ROUTE
 
+#: A 3 × 2 PNG (IHDR says so), as discord.File would upload it.
+TINY_PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x03\x00\x00\x00\x02\x08\x02\x00\x00\x00"
+    b"\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
 
 class PingBot(commands.Bot):
     """A tiny bot: global /ping and /slow, guild-only /shop product add, a button, event logs."""
@@ -69,6 +75,22 @@ class PingBot(commands.Bot):
         async def buy(interaction: discord.Interaction, product: str) -> None:
             file = discord.File(io.BytesIO(b"KEY-123"), filename="license.txt")
             await interaction.response.send_message(f"bought {product}", file=file, ephemeral=True)
+
+        @self.tree.command(name="chart", description="Deferred reply with files")
+        async def chart(interaction: discord.Interaction, big: bool = False) -> None:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            if big:
+                data = b"x" * (10 * 1024 * 1024 + 1)
+                files = [discord.File(io.BytesIO(data), filename="big.bin")]
+            else:
+                files = [
+                    discord.File(io.BytesIO(TINY_PNG), filename="chart.png", description="A dot"),
+                    discord.File(io.BytesIO(b"hello"), filename="notes.txt"),
+                ]
+            try:
+                await interaction.followup.send("here", files=files, ephemeral=True)
+            except discord.HTTPException as exc:
+                await interaction.followup.send(f"refused {exc.status} {exc.code}", ephemeral=True)
 
         @buy.autocomplete("product")
         async def complete(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
@@ -154,7 +176,7 @@ async def test_tree_sync_recorded(fake_discord: FakeDiscord, guild: FakeGuild) -
     """Global and guild bulk-overwrite syncs land in fake.synced_commands with ids."""
     async with running_bot(fake_discord, guild) as bot:
         global_names = {c["name"] for c in fake_discord.synced_commands["global"]}
-        assert global_names == {"ping", "slow", "menu", "buy"}
+        assert global_names == {"ping", "slow", "menu", "buy", "chart"}
         (shop,) = fake_discord.synced_commands[guild.id]
         assert shop["name"] == "shop" and shop["options"][0]["type"] == 2
         assert {c.id for c in bot.synced} == {
@@ -214,6 +236,34 @@ async def test_autocomplete_and_multipart_reply(
             r for r in fake_discord.requests if r.path.endswith("/callback") and r.files
         )
         assert callback.json["data"]["attachments"][0]["filename"] == "license.txt"
+
+
+async def test_followup_files_are_hosted_as_discord_describes_them(
+    fake_discord: FakeDiscord, guild: FakeGuild
+) -> None:
+    """A followup after a defer with two files (multipart payload_json + files[n]): each
+    attachment takes its filename and description from the payload's `attachments` entry,
+    its content type from the name (not discord.py's octet-stream part header), an image its
+    width and height; the bytes are served at its url. Over the upload limit: 413 / 40005."""
+    async with running_bot(fake_discord, guild):
+        inter = await fake_discord.invoke_command(guild.id, 555, "chart")
+        message = await inter.wait_message(predicate=lambda m: bool(m["attachments"]))
+        png, text = message["attachments"]
+        assert (png["filename"], png["content_type"], png["description"]) == (
+            "chart.png",
+            "image/png",
+            "A dot",
+        )
+        assert (png["width"], png["height"], png["size"]) == (3, 2, len(TINY_PNG))
+        assert text["content_type"] == "text/plain; charset=utf-8" and "width" not in text
+        request = next(r for r in fake_discord.requests if r.files)
+        assert [f.field for f in request.files] == ["files[0]", "files[1]"]
+        assert {f.content_type for f in request.files} == {"application/octet-stream"}
+        async with aiohttp.ClientSession() as session, session.get(png["url"]) as got:
+            assert got.content_type == "image/png" and await got.read() == TINY_PNG
+        big = await fake_discord.invoke_command(guild.id, 555, "chart", {"big": True})
+        refused = await big.wait_message(predicate=lambda m: "refused" in m["content"])
+        assert refused["content"] == "refused 413 40005" and not refused["attachments"]
 
 
 async def test_button_click_updates_message(fake_discord: FakeDiscord, guild: FakeGuild) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .fake_interaction import FakeInteraction
 from .messages import find_component
 from .models import Perm, as_id, snowflake
+from .responses import ATTACHMENT_SIZE_LIMIT
 
 if TYPE_CHECKING:
     from .server import FakeDiscord
@@ -269,7 +270,7 @@ class InteractionMixin:
             "locale": locale,
             "entitlements": [],
             "entitlement_sku_ids": [],
-            "attachment_size_limit": 10 * 1024 * 1024,
+            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
         }
         if guild_id is not None:
             guild = self.guild(guild_id)

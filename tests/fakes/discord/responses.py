@@ -27,6 +27,9 @@ INVALID_WEBHOOK_TOKEN = ("Invalid Webhook Token", 50027)
 INVALID_FORM_BODY = ("Invalid Form Body", 50035)
 INVALID_OAUTH_TOKEN = ("Invalid OAuth2 access token", 50025)
 USER_BANNED = ("The user is banned from this guild.", 40007)
+#: The upload limit of a guild without boosts (the interaction's `attachment_size_limit`).
+ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+ENTITY_TOO_LARGE = ("Request entity too large", 40005)
 ALREADY_ACKNOWLEDGED = ("Interaction has already been acknowledged.", 40060)
 
 

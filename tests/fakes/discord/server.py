@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mimetypes
+import re
 import secrets
 import time
 import urllib.parse
@@ -31,6 +33,15 @@ from .responses import RequestRecord, RoleOp
 from .rest import RestRoutes
 from .state import StateMixin
 from .webhooks import InteractionRoutes
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, or None for anything that is not a PNG."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 class FakeDiscord(StateMixin, InteractionMixin):
@@ -103,7 +114,12 @@ class FakeDiscord(StateMixin, InteractionMixin):
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> FakeDiscord:
         """Bind 127.0.0.1 on a free port and serve."""
-        app = web.Application(middlewares=[Pipeline(self).middleware])
+        # Bodies past aiohttp's 1 MiB default reach the handlers, which answer an oversized
+        # file the way Discord does (413, code 40005) instead of aiohttp's plain-text 413.
+        app = web.Application(
+            middlewares=[Pipeline(self).middleware],
+            client_max_size=2 * R.ATTACHMENT_SIZE_LIMIT + 1024 * 1024,
+        )
         oauth = OAuthRoutes(self)
         for route in [
             *oauth.api_routes(),
@@ -311,11 +327,36 @@ class FakeDiscord(StateMixin, InteractionMixin):
         }
 
     def _attachments(self, body: R.ParsedBody) -> list[dict[str, Any]]:
-        """Host the uploaded files of a request as attachments."""
-        return [
-            self.add_attachment(f.filename or f.field, f.data, f.content_type or "")
-            for f in body.files
-        ]
+        """Host a request's uploaded files as Discord does. Part `files[n]` is described by
+        the payload_json `attachments` entry whose id is n (filename, description); Discord
+        takes the content type from the file name, not the part's header (discord.py sends
+        every file as application/octet-stream), and gives images their width and height.
+        A file over the upload limit is refused whole: 413, code 40005."""
+        payload = body.json if isinstance(body.json, dict) else {}
+        described = {
+            str(entry.get("id")): entry
+            for entry in payload.get("attachments") or []
+            if isinstance(entry, dict)
+        }
+        hosted = []
+        for part in body.files:
+            if len(part.data) > R.ATTACHMENT_SIZE_LIMIT:
+                raise R.DiscordHTTPError(413, R.ENTITY_TOO_LARGE)
+        for part in body.files:
+            index = re.fullmatch(r"files\[([0-9]+)\]", part.field)
+            entry = described.get(index[1], {}) if index else {}
+            filename = entry.get("filename") or part.filename or part.field
+            guessed = mimetypes.guess_type(filename)[0]
+            ctype = guessed or part.content_type or "application/octet-stream"
+            if ctype.startswith("text/"):
+                ctype += "; charset=utf-8"
+            attachment = self.add_attachment(filename, part.data, ctype)
+            if entry.get("description"):
+                attachment["description"] = entry["description"]
+            if (size := png_size(part.data)) is not None:
+                attachment["width"], attachment["height"] = size
+            hosted.append(attachment)
+        return hosted
 
     async def _serve_attachment(self, request: web.Request) -> web.Response:
         """GET /attachments/{id}/{filename}: the hosted file."""
