@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -10,7 +10,7 @@ import discord
 
 from bot.admin_reports import MemberReport, PeriodStats, QueuedJob
 from bot.discord_adapter import role_problem
-from bot.models import AuditEntry
+from bot.models import AuditEntry, Order
 from bot.money import format_price
 from cogs._options import ACTION_NAMES, readable
 from cogs._ui import BRAND
@@ -211,6 +211,25 @@ def job_line(queued: QueuedJob) -> str:
     else:
         whom = f" for <@{job.user_id}>"
     return f"`#{job.id}` {what}{whom} {state}{_event(queued.event_id)}."
+
+
+def order_line(
+    order: Order, product_name: str, status_name: str, now: datetime, claim_expiry: timedelta
+) -> str:
+    """One `/shop orders` line. A paid order nobody has claimed yet (a web purchase without
+    login) shows its code, and past `shop.claim_expiry_hours` what the admin can do."""
+    if order.recipient_id is None and order.status == "paid":
+        who = f"unclaimed (code `{order.claim_code}`)"
+        since = order.paid_at or order.created_at
+        if now - since > claim_expiry:
+            hours = int(claim_expiry.total_seconds() // 3600)
+            who += f", for over {hours} h: refund it or find the buyer"
+    else:
+        who = f"<@{order.recipient_id or order.buyer_id}>"
+    return (
+        f"`#{order.id}` {product_name} · {format_price(order.amount, order.currency)} · {who}"
+        f" · {status_name} · {discord.utils.format_dt(order.created_at, 'R')}"
+    )
 
 
 def queue_embed(jobs: list[QueuedJob]) -> discord.Embed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -13,7 +14,6 @@ from discord.ext import commands
 from bot.charts import revenue_chart
 from bot.discord_adapter import role_problem
 from bot.errors import InvalidInput
-from bot.money import format_price
 from bot.shop import ProductDraft
 from cogs._options import (
     ACTION_NAMES,
@@ -35,6 +35,7 @@ from cogs._reports import (
     chart_title,
     diagnose_embed,
     diagnose_guild,
+    order_line,
     queue_embed,
     stats_embed,
     why_embed,
@@ -444,15 +445,12 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         if not orders:
             await reply(interaction, "No orders match.")
             return
-        lines = []
-        for order, product_name in orders:
-            who = order.recipient_id or order.buyer_id
-            lines.append(
-                f"`#{order.id}` {product_name} · "
-                f"{format_price(order.amount, order.currency)} · <@{who}>"
-                f" · {readable(order.status, ORDER_NAMES).lower()}"
-                f" · {discord.utils.format_dt(order.created_at, 'R')}"
-            )
+        now = discord.utils.utcnow()
+        expiry = timedelta(hours=self.bot.settings.shop.claim_expiry_hours)
+        lines = [
+            order_line(order, name, readable(order.status, ORDER_NAMES).lower(), now, expiry)
+            for order, name in orders
+        ]
         embed = discord.Embed(title="Orders", colour=BRAND, description="\n".join(lines)[:4000])
         await reply(interaction, embed=embed)
 
