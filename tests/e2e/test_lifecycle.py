@@ -187,3 +187,42 @@ async def test_manual_grant_and_revoke(shop: Shop) -> None:
     )
     assert "Only server admins" in text_of(refused)
     assert ADMIN != FRIEND
+
+
+def manage_dm(shop: Shop) -> dict[str, Any] | None:
+    """The buyer's newest DM carrying the failed-renewal Manage button."""
+    custom_id = f"shop:manage:{shop.guild_id}"
+    found = [m for user, m in shop.dms_to(BUYER) if custom_id in str(m.get("components"))]
+    return found[-1] if found else None
+
+
+async def test_manage_button_on_failed_renewal_dm_opens_the_buyers_portal(shop: Shop) -> None:
+    """The failed-renewal DM's Manage button, pressed in that DM: an ephemeral reply with a
+    billing portal link for the presser's own Stripe customer; a member with no
+    subscriptions pressing it is told so clearly, and no portal session is made for them."""
+    await shop.add_product("Club", "5", kind="subscription", interval="month")
+    session_id = await shop.buy(product="Club")
+    await shop.pay(session_id)
+    for event in shop.stripe.events_of_type("invoice.paid"):
+        await deliver(shop, event)
+    await shop.wait(lambda: shop.has_role(BUYER), "role")
+    await settled(shop)
+    sub_id = shop.stripe.sessions[session_id]["subscription"]
+    customer = shop.stripe.sessions[session_id]["customer"]
+    await deliver(shop, shop.stripe.fail_invoice(sub_id))
+    dm = await shop.wait(lambda: manage_dm(shop), "the failed-renewal DM with its button")
+    custom_id = f"shop:manage:{shop.guild_id}"
+
+    pressed = await shop.discord.click_component(None, BUYER, custom_id, message_id=dm["id"])
+    reply = await pressed.wait_message(predicate=lambda m: "billing" in str(m.get("components")))
+    assert pressed.is_ephemeral(), f"the Manage button answered publicly: {reply}"
+    assert "Update your card or cancel here" in text_of(reply)
+    (session,) = shop.stripe.portal_sessions.values()
+    assert session["customer"] == customer
+    assert session["url"] in str(reply["components"])
+
+    refused = await shop.discord.click_component(None, FRIEND, custom_id, message_id=dm["id"])
+    message = await refused.wait_message(predicate=lambda m: bool(text_of(m).strip()))
+    assert refused.is_ephemeral()
+    assert "You have no subscriptions here to manage" in text_of(message)
+    assert len(shop.stripe.portal_sessions) == 1

@@ -6,6 +6,7 @@ light and dark, go to artefacts/screens/."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import tempfile
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import (
@@ -150,10 +152,16 @@ class Page:
 
 @asynccontextmanager
 async def web_shop(
-    tmp_path: Path, discord: FakeDiscord, stripe: FakeStripe, *, login: bool
+    tmp_path: Path,
+    discord: FakeDiscord,
+    stripe: FakeStripe,
+    *,
+    login: bool,
+    screening: bool = False,
 ) -> AsyncIterator[Shop]:
     """A guild with a VIP product and `shopbot run` serving the web shop."""
     guild = discord.add_guild(name="Night Owls", owner_id=ADMIN)
+    guild.screening = screening
     vip = discord.add_role(guild.id, "VIP", position=2)
     high = discord.add_role(guild.id, "Mods", position=50)
     for user in (ADMIN, FRIEND):
@@ -242,3 +250,65 @@ async def test_browser_buyer_without_login_gets_a_claim_code_used_once(
         assert "No order here has that claim code" in again
         assert again.split(" Check")[0] == wrong.split(" Check")[0]
         assert shop.bot.scalar("SELECT recipient_id FROM orders") == FRIEND
+
+
+async def test_web_buyer_under_membership_screening_gets_the_role_after_screening(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_stripe: FakeStripe
+) -> None:
+    """Membership screening on: a logged-in web buyer who pays is added by a PUT that
+    carries no roles (Discord would skip screening for a member given a role), joins
+    pending, and gets the VIP role only once they pass screening (GUILD_MEMBER_UPDATE
+    with pending false). The browser's part is played by an HTTP client."""
+    async with web_shop(tmp_path, fake_discord, fake_stripe, login=True, screening=True) as shop:
+        fake_discord.oauth_user = NEWCOMER
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies for the bot's 127.0.0.1 address
+        async with aiohttp.ClientSession(cookie_jar=jar) as web:
+            login = await web.get(
+                f"{shop.bot.url}/login", params={"next": "/"}, allow_redirects=False
+            )
+            assert login.status == 302, await login.text()
+            async with web.get(login.headers["Location"]) as page:
+                fields = dict(re.findall(r"name='([^']+)' value='([^']*)'", await page.text()))
+            fields["decision"] = "authorize"
+            action = f"{fake_discord.base_url}/oauth2/authorize"
+            async with web.post(action, data=fields, allow_redirects=False) as back:
+                callback = back.headers["Location"]
+            async with web.get(callback, allow_redirects=False) as done:
+                assert done.status in (302, 303), await done.text()
+            product = f"{shop.bot.url}/shop/{shop.guild_id}/{shop.product_id('VIP')}"
+            async with web.get(product) as page:
+                html = await page.text()
+            found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+            assert found and "Logged in as" in html, html
+            async with web.post(
+                f"{product}/buy", data={"csrf_token": found.group(1)}, allow_redirects=False
+            ) as bought:
+                assert bought.status == 303, await bought.text()
+                session_id = bought.headers["Location"].rstrip("/").split("/")[-1]
+        assert shop.bot.scalar("SELECT buyer_id FROM orders") == NEWCOMER
+        await shop.pay(session_id)
+        await shop.wait(
+            lambda: [op for op in fake_discord.joins if op.user_id == NEWCOMER], "the join PUT"
+        )
+        (join,) = [op for op in fake_discord.joins if op.user_id == NEWCOMER]
+        assert join.status == 201 and list(join.roles) == []
+        member = fake_discord.member(shop.guild_id, NEWCOMER)
+        assert member is not None and member.pending
+        await shop.wait(
+            lambda: shop.bot.scalar("SELECT COUNT(*) FROM pending_screening") == 1,
+            "screening recorded",
+        )
+        await shop.wait(
+            lambda: (
+                shop.bot.scalar(
+                    "SELECT COUNT(*) FROM delivery_jobs WHERE kind='grant_role'"
+                    " AND waiting_for_member=1"
+                )
+                == 1
+            ),
+            "the grant waits for screening",
+        )
+        assert not shop.has_role(NEWCOMER)
+        fake_discord.update_member(shop.guild_id, NEWCOMER, pending=False)
+        await shop.wait(lambda: shop.has_role(NEWCOMER), "the VIP role after screening")
+        assert shop.bot.scalar("SELECT COUNT(*) FROM join_tokens") == 0

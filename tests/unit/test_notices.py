@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import pytest
 
 from bot.services import build_services
 from bot.store import Store
+from tests.unit.test_stock import expiry_loop_until, status_of
 from tests.unit.world import (
     ADMIN,
     BUYER,
@@ -290,3 +292,144 @@ async def test_a_closed_dm_never_fails_the_order_and_is_noted(world: World) -> N
     ]
     report = await world.services.reports.member(GUILD, BUYER)
     assert any(a.kind == "dm.closed" for a in report.audit)
+
+
+async def subscribed(world: World) -> tuple[int, str]:
+    """A Pro subscription bought with the log on; its sale already posted and cleared."""
+    await add_product(world, "Pro", kind="subscription", interval="month")
+    await with_log(world)
+    order = await buy(world, "pro")
+    assert order.stripe_subscription_id is not None
+    await flush_log(world)
+    world.discord.posts.clear()
+    return order.id, order.stripe_subscription_id
+
+
+async def test_log_channel_posts_a_renewal(world: World) -> None:
+    """A paid renewal: one line naming the product, the amount, the member and the order."""
+    order_id, sub_id = await subscribed(world)
+    world.advance(days=30, hours=1)
+    world.stripe.renew_subscription(sub_id)
+    await world.flush()
+    await flush_log(world)
+    (content,) = posts(world)
+    assert content.startswith("🔁 Renewal: **Pro** (4.99 USD)")
+    assert f"<@{BUYER}>" in content and f"order #{order_id}" in content
+    assert f"paid until <t:{int(period_end(world, sub_id).timestamp())}:D>" in content
+
+
+async def test_log_channel_posts_a_failed_renewal_payment(world: World) -> None:
+    """A failed renewal payment: one line naming the product, member, order and attempt."""
+    order_id, sub_id = await subscribed(world)
+    world.advance(days=30, hours=1)
+    world.stripe.fail_invoice(sub_id)
+    await world.flush()
+    await flush_log(world)
+    (content,) = posts(world)
+    assert content.startswith("💳 Renewal payment failed: **Pro**")
+    assert f"<@{BUYER}>" in content and f"order #{order_id}" in content
+    assert "attempt 1" in content and "Stripe retries it" in content
+
+
+async def test_log_channel_posts_a_cancellation(world: World) -> None:
+    """A canceled subscription: one access-ended line with the cancellation as its reason."""
+    order_id, sub_id = await subscribed(world)
+    world.stripe.cancel_subscription(sub_id)
+    await world.flush()
+    await flush_log(world)
+    (content,) = posts(world)
+    assert content.startswith("⏹️ Access ended (subscription canceled): **Pro**")
+    assert f"<@{BUYER}>" in content and f"order #{order_id}" in content
+
+
+async def test_log_channel_posts_the_last_unit_selling_out(world: World) -> None:
+    """stock=1: the sale and a sold-out line naming the product and the last order."""
+    await add_product(world, "Gold", stock=1)
+    await with_log(world)
+    order = await buy(world, "gold")
+    await flush_log(world)
+    (content,) = posts(world)  # both notices of the batch in one message
+    sale, sold_out = content.split("\n")
+    assert sale.startswith("💰 Sale: **Gold**")
+    assert sold_out == (
+        f"📦 **Gold** is sold out (last unit: order #{order.id}). Add stock with "
+        "`/shop product edit`."
+    )
+
+
+async def test_log_channel_posts_a_payment_after_sold_out(world: World) -> None:
+    """A payment that lands after the last unit went elsewhere: a stock line naming the late
+    order, the product and the shortage."""
+    await add_product(world, "Gold", stock=1)
+    await with_log(world)
+    late, _ = await world.shop.start_checkout(GUILD, BUYER, "gold")
+    paid_late = world.stripe.complete_checkout(late.stripe_session_id)  # not delivered yet
+    world.advance(minutes=45)
+    await expiry_loop_until(world, lambda: status_of(world, late) == "expired")
+    other, _ = await world.shop.start_checkout(GUILD, OTHER, "gold")
+    await world.deliver(world.stripe.complete_checkout(other.stripe_session_id))
+    await flush_log(world)
+    assert not any("after it sold out" in text for text in posts(world))
+    world.discord.posts.clear()
+    await world.deliver(paid_late)
+    await flush_log(world)
+    (content,) = posts(world)
+    oversold = [line for line in content.split("\n") if "after it sold out" in line]
+    assert oversold == [
+        f"📦 Order #{late.id} of **Gold** was paid after it sold out (sold out); it was "
+        "delivered anyway. Add stock or license keys, or refund it."
+    ]
+
+
+async def test_log_channel_posts_webhook_silence_once(world: World) -> None:
+    """Checkouts started but no Stripe event for `shop.webhook_silence_hours`: one warning
+    naming when the last event came; a second check of the same silence posts nothing."""
+    await add_product(world, "Gold")
+    await with_log(world)
+    await buy(world, "gold")
+    await flush_log(world)
+    world.discord.posts.clear()
+    ((last,),) = world.rows("SELECT MAX(received_at) FROM webhook_events")
+    await world.shop.start_checkout(GUILD, OTHER, "gold")  # its webhook never comes
+    hours = world.settings.shop.webhook_silence_hours
+
+    async def check() -> None:
+        async with world.store.transaction() as tx:
+            await world.services.notices.periodic(tx)
+        await flush_log(world)
+
+    world.advance(hours=hours - 1)
+    await check()
+    assert posts(world) == []
+    world.advance(hours=2)
+    await check()
+    await check()
+    (content,) = posts(world)
+    since = int(datetime.fromisoformat(last).timestamp())
+    assert content.startswith(f"⚠️ No Stripe webhook received since <t:{since}:f>")
+    assert "`/shop diagnose`" in content
+
+
+async def test_log_channel_posts_a_reconciliation_fix(world: World) -> None:
+    """Reconciliation gives back a role removed by hand: one line with the counts."""
+    await add_product(world, "Gold")
+    await with_log(world)
+    await buy(world, "gold")
+    await world.run_jobs()
+    await flush_log(world)
+    world.discord.posts.clear()
+    world.advance(minutes=5)
+    world.discord.roles[BUYER].clear()
+
+    async def members() -> AsyncIterator[tuple[int, frozenset[int]]]:
+        for user_id in (BUYER, OTHER):
+            yield user_id, frozenset(world.discord.roles[user_id])
+
+    await world.services.reconciler.reconcile(GUILD, members())
+    await flush_log(world)
+    (content,) = posts(world)
+    assert content == (
+        "🔧 Reconciliation found role drift and fixes it: 1 role(s) to give back, 0 to take "
+        "away (2 members checked)."
+    )
+    assert world.discord.roles[BUYER] == {ROLE}
