@@ -45,10 +45,15 @@ class DiscordAdapter:
         )
 
     async def member_role_ids(self, guild_id: int, user_id: int) -> frozenset[int]:
-        """The member's current roles (one GET; raises MemberMissing if not in the guild)."""
+        """The member's current roles (one GET). Raises MemberMissing if they are not in the
+        guild, or not past membership screening yet (`pending`): roles wait for both, and the
+        member's screening update wakes the job — whichever of that update and this job
+        comes first."""
         member: Any = await self._call(
             self.bot.http.get_member(guild_id, user_id), guild_id=guild_id
         )
+        if member.get("pending"):
+            raise MemberMissing()
         return frozenset(int(role) for role in member["roles"])
 
     async def remove_role(self, guild_id: int, user_id: int, role_id: int, reason: str) -> None:
