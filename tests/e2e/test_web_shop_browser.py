@@ -22,6 +22,7 @@ from selenium.common.exceptions import (
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
+    WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -84,9 +85,12 @@ class Page:
 
         def click() -> None:
             try:
-                element = WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
-                    lambda d: d.find_element(By.CSS_SELECTOR, css)
-                )
+                element = WebDriverWait(
+                    self.driver,
+                    timeout,
+                    poll_frequency=0.1,
+                    ignored_exceptions=(WebDriverException,),  # also a page mid-reload
+                ).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
             except TimeoutException:
                 body = self.driver.find_element(By.TAG_NAME, "body").text
                 raise AssertionError(
@@ -100,7 +104,10 @@ class Page:
         seen: list[str] = [""]
 
         def has_text(d: webdriver.Chrome) -> bool:
-            seen[0] = d.find_element(By.TAG_NAME, "body").text  # the page may be reloading
+            try:
+                seen[0] = d.find_element(By.TAG_NAME, "body").text
+            except WebDriverException:  # the page is reloading (the pending page refreshes)
+                return False  # e.g. "Node with given id does not belong to the document"
             return text in seen[0]
 
         def until() -> str:
