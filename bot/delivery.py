@@ -276,6 +276,14 @@ class DeliveryWorker:
         )
         return True
 
+    async def _is_member(self, job: Job) -> bool:
+        """The member is in the server and past membership screening."""
+        try:
+            await self.discord.member_role_ids(job.guild_id, job.user_id)
+        except MemberMissing:
+            return False
+        return True
+
     async def _add_member(self, job: Job) -> str:
         """Add a web buyer to the server with their OAuth token and the product's roles.
 
@@ -296,11 +304,7 @@ class DeliveryWorker:
         if entitlement is None or entitlement.status != EntitlementStatus.ACTIVE:
             await self._drop_token(job)
             raise PermanentFailure("access ended before the buyer could be added")
-        try:
-            await self.discord.member_role_ids(job.guild_id, job.user_id)
-        except MemberMissing:
-            pass
-        else:
+        if await self._is_member(job):
             await self._drop_token(job, joined="already a member")
             return "already a member"
         try:

@@ -165,7 +165,7 @@ class DiscordRefused(Exception):
 
 
 class DiscordUnreachable(Exception):
-    pass
+    """No answer from Discord at all (network, DNS, TLS): reported as "cannot reach"."""
 
 
 class _Rest:

@@ -402,11 +402,12 @@ class ShopService:
         expires_at = now + checkout_lifetime(self.settings.shop.checkout_expiry_minutes)
         async with self.store.transaction() as tx:
             if buyer_id is not None and recipient is not None:
+                open_orders = await tx.orders.open_checkouts(guild_id, buyer_id)
                 if join is None:
-                    still_open = await self._open_link(tx, guild_id, buyer_id, recipient, product)
+                    still_open = _open_link(open_orders, recipient, product, tx.now)
                     if still_open is not None:
                         return still_open, product
-                await self._refuse_if_busy(tx, guild_id, buyer_id, recipient, product)
+                await self._refuse_if_busy(tx, guild_id, open_orders, recipient, product)
             order = await tx.orders.create(
                 guild_id=guild_id,
                 buyer_id=NO_BUYER if buyer_id is None else buyer_id,
@@ -522,27 +523,9 @@ class ShopService:
             # The expiry loop closes it later (the order stays pending until then).
             log.exception("could not close order %s after its checkout failed", order.id)
 
-    async def _open_link(
-        self, tx: Tx, guild_id: int, buyer_id: int, recipient: int, product: Product
-    ) -> Order | None:
-        """The buyer's checkout of this product (for this recipient) that can still be paid
-        for a while: /buy gives that link again instead of opening another."""
-        usable_until = tx.now + REUSE_LINK_MARGIN
-        for order in await tx.orders.open_checkouts(guild_id, buyer_id):
-            if (
-                order.product_id == product.id
-                and order.recipient_id == recipient
-                and order.checkout_url
-                and order.checkout_expires_at is not None
-                and order.checkout_expires_at > usable_until
-            ):
-                return order
-        return None
-
     async def _refuse_if_busy(
-        self, tx: Tx, guild_id: int, buyer_id: int, recipient: int, product: Product
+        self, tx: Tx, guild_id: int, open_orders: list[Order], recipient: int, product: Product
     ) -> None:
-        open_orders = await tx.orders.open_checkouts(guild_id, buyer_id)
         limit = self.settings.shop.max_open_checkouts
         if len(open_orders) >= limit:
             raise Conflict(
@@ -560,3 +543,21 @@ class ShopService:
 
     def describe_price(self, product: Product) -> str:
         return describe_price(product)
+
+
+def _open_link(
+    open_orders: list[Order], recipient: int, product: Product, now: datetime
+) -> Order | None:
+    """The buyer's open checkout of this product (for this recipient) that can still be paid
+    for a while: /buy gives that link again instead of opening another."""
+    usable_until = now + REUSE_LINK_MARGIN
+    for order in open_orders:
+        if (
+            order.product_id == product.id
+            and order.recipient_id == recipient
+            and order.checkout_url
+            and order.checkout_expires_at is not None
+            and order.checkout_expires_at > usable_until
+        ):
+            return order
+    return None

@@ -73,12 +73,12 @@ class EventRepo(Repo):
 
     async def status_counts(self, event_ids: list[str]) -> dict[str, int]:
         """How many of these events are in each status."""
-        counts: dict[str, int] = {}
-        for event_id in event_ids:
-            event = await self.get(event_id)
-            if event is not None:
-                counts[event.status] = counts.get(event.status, 0) + 1
-        return counts
+        rows = await self._all(
+            "SELECT status, COUNT(*) FROM webhook_events"
+            " WHERE id IN (SELECT value FROM json_each(?)) GROUP BY status",
+            (json.dumps(event_ids),),
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
 
     async def newest_created(self) -> int | None:
         """Stripe's `created` of the newest event we hold (None: none yet)."""
