@@ -239,13 +239,6 @@ class Api:
                     "That API key is unknown or revoked.",
                     headers={"WWW-Authenticate": "Bearer"},
                 )
-            if route.needed_scope not in key.scopes:
-                raise ApiError(
-                    403,
-                    f"This key lacks the `{route.needed_scope}` scope "
-                    "(`shopbot api-key create --scopes ...`).",
-                    details={"needed_scope": route.needed_scope},
-                )
             wait = self.limiter.check(key.id)
             if wait is not None:
                 raise ApiError(
@@ -254,6 +247,13 @@ class Api:
                     f"try again in {wait} s.",
                     details={"retry_after": wait},
                     headers={"Retry-After": str(wait)},
+                )
+            if route.needed_scope not in key.scopes:
+                raise ApiError(
+                    403,
+                    f"This key lacks the `{route.needed_scope}` scope "
+                    "(`shopbot api-key create --scopes ...`).",
+                    details={"needed_scope": route.needed_scope},
                 )
             call = Call(
                 key=key,
