@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 
 from tests.api_client import ApiClient, create_key
+from tests.e2e.test_cli import run_cli
 from tests.shop import BUYER, FRIEND, Shop, text_of
 
 
@@ -198,3 +199,22 @@ async def test_api_put_actions_with_a_role_above_the_bot_changes_nothing(
         lambda: any("yo" in text_of(dm[1]) for dm in shop.dms_to(BUYER)), "the new action's message"
     )
     assert not shop.has_role(BUYER)
+
+
+async def test_api_key_cli_lists_prefixes_and_revokes(shop: Shop, client: ApiClient) -> None:
+    """`api-key list` shows the prefix and scopes, never the key; `api-key revoke` makes the
+    key answer 401; a bad scope or id is one clear line and a non-zero exit."""
+    key = await create_key(shop.bot, "game server", "read")
+    assert (await client.call("GET", "/orders", key)).status == 200
+    config = ["--config", str(shop.bot.config_path)]
+    listed = await run_cli(*config, "api-key", "list")
+    assert listed.returncode == 0 and key[:12] in listed.stdout and key not in listed.stdout
+    assert "game server" in listed.stdout and "read" in listed.stdout
+    key_id = listed.stdout.split()[0]
+    revoked = await run_cli(*config, "api-key", "revoke", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert (await client.call("GET", "/orders", key)).status == 401
+    again = await run_cli(*config, "api-key", "revoke", key_id)
+    assert again.returncode != 0 and "no live API key" in again.stderr
+    bad = await run_cli(*config, "api-key", "create", "--name", "x", "--scopes", "admin")
+    assert bad.returncode != 0 and "admin" in bad.stderr and "Traceback" not in bad.stderr
