@@ -16,9 +16,13 @@ import yarl
 from aiohttp import web
 from discord.ext import commands
 
+from bot.api.keys import ApiKeys, RateLimiter
+from bot.api.router import Api
+from bot.api.routes import build_api
+from bot.api.service import ApiService
 from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
-from bot.discord_adapter import DiscordAdapter
+from bot.discord_adapter import DiscordAdapter, GuildDirectoryAdapter
 from bot.lifecycle import run_expiry
 from bot.oauth import DiscordOAuth
 from bot.payments import StripeGateway
@@ -200,6 +204,7 @@ class ShopBot(commands.Bot):
             oauth=self._oauth(),
             secure_cookies=self.settings.http.public_url.startswith("https://"),
             clock=self.clock,
+            api=self._integration_api(),
         )
         self._web_runner = web.AppRunner(make_app(deps), access_log=None)
         await self._web_runner.setup()
@@ -211,6 +216,21 @@ class ShopBot(commands.Bot):
                 f"http.port: cannot listen on {http.host}:{http.port} ({exc.strerror})"
             ) from None
         log.info("web server listening on %s:%s", http.host, http.port)
+
+    def _integration_api(self) -> Api:
+        services = self.services
+        domain = services.domain
+        service = ApiService(
+            self.store,
+            self.settings,
+            services.shop,
+            services.actions,
+            domain.fulfilment,
+            domain.access,
+            GuildDirectoryAdapter(self),
+        )
+        limiter = RateLimiter(self.settings.api.rate_limit_per_minute, self.clock)
+        return build_api(service, ApiKeys(self.store, self.clock), limiter)
 
     def _storefronts(self) -> list[tuple[int, str]]:
         return [(guild.id, guild.name) for guild in self.guilds]

@@ -1,4 +1,5 @@
-"""The `shopbot` command line: run, check, stripe setup-webhook, migrate, backup, export, events."""
+"""The `shopbot` command line: run, check, stripe setup-webhook, migrate, backup, export, events,
+api-key."""
 
 from __future__ import annotations
 
@@ -57,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     events = verb("events", "Stripe events")
     events.add_argument("action", choices=["replay", "retry"])
     events.add_argument("--since", help="replay: ISO 8601, e.g. 2026-11-01T00:00:00Z")
+    api_key = verb("api-key", "integration API keys")
+    key_actions = api_key.add_subparsers(dest="key_action", required=True)
+    create = key_actions.add_parser("create", help="create a key (shown once)", parents=[common])
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", required=True, help="comma-separated: read,write,licenses")
+    key_actions.add_parser("list", help="list keys (their prefix, never the key)", parents=[common])
+    revoke = key_actions.add_parser("revoke", help="revoke a key by its id", parents=[common])
+    revoke.add_argument("id", type=int)
     return parser
 
 
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging(local.log.level, local.log.json_format, local.secrets())
             if args.verb == "migrate":
                 return asyncio.run(_migrate(local))
+            if args.verb == "api-key":
+                return asyncio.run(_api_key(local, args))
             return asyncio.run(_local(local, args))
         if args.verb == "stripe":
             setup = load_settings(path, WebhookSetupSettings)
@@ -160,6 +171,47 @@ async def _local(settings: LocalSettings, args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except Exception as exc:
         return _fail(f"{args.verb} failed: {type(exc).__name__}: {exc}")
+    finally:
+        await store.close()
+    return 0
+
+
+async def _api_key(settings: LocalSettings, args: argparse.Namespace) -> int:
+    """api-key create|list|revoke: only the database is touched."""
+    from bot.api.keys import ApiKeys, parse_scopes
+    from bot.clock import SystemClock
+    from bot.errors import ShopError
+
+    clock = SystemClock()
+    store = Store(settings.database.path, clock)
+    try:
+        await store.open()
+        keys = ApiKeys(store, clock)
+        if args.key_action == "create":
+            record, key = await keys.create(args.name, parse_scopes(args.scopes))
+            scopes = ",".join(sorted(record.scopes))
+            print(f"created API key {record.id} ({record.name}, scopes {scopes})")
+            print(f"key: {key}")
+            print("This is the only time the key is shown; store it now.")
+        elif args.key_action == "list":
+            found = await keys.list()
+            if not found:
+                print("no API keys yet; create one with `shopbot api-key create`")
+            for item in found:
+                state = f"revoked {item.revoked_at:%Y-%m-%d}" if item.revoked_at else "live"
+                used = f"{item.last_used_at:%Y-%m-%d %H:%M}" if item.last_used_at else "never"
+                scopes = ",".join(s for s in ("read", "write", "licenses") if s in item.scopes)
+                print(
+                    f"{item.id}\t{item.prefix}…\t{item.name}\t{scopes}\t{state}\t"
+                    f"created {item.created_at:%Y-%m-%d}\tlast used {used}"
+                )
+        else:
+            record = await keys.revoke(args.id)
+            print(f"revoked API key {record.id} ({record.name})")
+    except DatabaseTooNew as exc:
+        return _fail(str(exc))
+    except ShopError as exc:
+        return _fail(exc.user_message)
     finally:
         await store.close()
     return 0

@@ -162,6 +162,12 @@ class LogSettings(Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class ApiSettings(Section):
+    """[api]: the integration API (SPEC §5c)."""
+
+    rate_limit_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 60
+
+
 class _FromSources(BaseSettings):
     """TOML file plus SHOPBOT_SECTION__KEY environment variables (the environment wins)."""
 
@@ -204,6 +210,7 @@ class WebhookSetupSettings(_FromSources):
     database: DatabaseSettings = DatabaseSettings()
     shop: ShopSettings = ShopSettings()
     log: LogSettings = LogSettings()
+    api: ApiSettings = ApiSettings()
 
     def secrets(self) -> list[str]:
         return _secret_values(
@@ -233,6 +240,7 @@ class LocalSettings(_FromSources):
     database: DatabaseSettings = DatabaseSettings()
     shop: dict[str, Any] = {}
     log: LogSettings = LogSettings()
+    api: dict[str, Any] = {}
 
     def secrets(self) -> list[str]:
         return _secret_values(

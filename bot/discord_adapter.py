@@ -9,6 +9,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.api.directory import ChannelInfo, RoleInfo
 from bot.errors import MemberMissing, MessageGone, PermanentFailure, TransientFailure
 
 T = TypeVar("T")
@@ -297,3 +298,40 @@ def role_problem(guild: discord.Guild, role: discord.Role) -> str | None:
             "move the bot's role above it in Server Settings → Roles, then try again."
         )
     return None
+
+
+class GuildDirectoryAdapter:
+    """bot.api.directory.GuildDirectory from the gateway's guild cache (roles and channels
+    come with GUILD_CREATE and stay current through their events)."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    def guild_roles(self, guild_id: int) -> list[RoleInfo] | None:
+        guild = self.bot.get_guild(guild_id)
+        if guild is None:
+            return None
+        return [
+            RoleInfo(
+                id=role.id,
+                name=role.name,
+                position=role.position,
+                managed=role.managed,
+                problem=role_problem(guild, role),
+            )
+            for role in sorted(guild.roles, key=lambda r: (-r.position, r.id))
+        ]
+
+    def text_channels(self, guild_id: int) -> list[ChannelInfo] | None:
+        guild = self.bot.get_guild(guild_id)
+        if guild is None:
+            return None
+        return [
+            ChannelInfo(
+                id=channel.id,
+                name=channel.name,
+                position=channel.position,
+                parent_id=channel.category_id,
+            )
+            for channel in sorted(guild.text_channels, key=lambda c: (c.position, c.id))
+        ]

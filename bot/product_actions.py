@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from bot.errors import InvalidInput, NotFound
 from bot.models import REVOKE_STAGES, Action, ActionType, Stage
 from bot.shop import ShopService
@@ -10,6 +14,7 @@ from bot.store import Store
 MAX_MESSAGE = 1800
 MAX_KEY = 200
 MAX_KEYS = 5000
+MAX_ACTIONS = 25
 PURCHASE_ONLY = {ActionType.GRANT_ROLE, ActionType.DELIVER_LICENSE}
 
 
@@ -34,29 +39,11 @@ class ActionService:
         revoke_on: str | None = None,
     ) -> Action:
         product = await self.shop.resolve_product(guild_id, ref)
-        if type not in set(ActionType) or stage not in set(Stage):
-            raise InvalidInput("Unknown action type or stage.")
-        if type in PURCHASE_ONLY and stage != Stage.ON_PURCHASE:
-            raise InvalidInput(f"`{type}` only runs `on_purchase`.")
-        if type == ActionType.GRANT_ROLE and role_id is None:
-            raise InvalidInput("`grant_role` needs a `role`.")
-        if type == ActionType.SEND_MESSAGE and not (message or "").strip():
-            raise InvalidInput("`send_message` needs a `message`.")
-        if type == ActionType.CREATE_INVITE and channel_id is None:
-            raise InvalidInput("`create_invite` needs a `channel`.")
-        if message is not None and len(message) > MAX_MESSAGE:
-            raise InvalidInput(f"Messages can be at most {MAX_MESSAGE} characters.")
-        stages = _revoke_stages(revoke_on)
+        spec = check_action(
+            ActionSpec(type, stage, role_id, channel_id, message, revoke_on), role_problem=None
+        )
         async with self.store.transaction() as tx:
-            action = await tx.products.add_action(
-                product.id,
-                type=type,
-                stage=stage,
-                role_id=role_id,
-                channel_id=channel_id,
-                message=(message or "").strip() or None,
-                revoke_on=",".join(stages),
-            )
+            action = await tx.products.add_action(product.id, **spec.columns())
             await tx.audit.add(
                 "action.add",
                 guild_id=guild_id,
@@ -68,6 +55,40 @@ class ActionService:
             )
             await self.shop.planner.refresh_panels(tx, product.id)  # the role, the stock
         return action
+
+    async def replace(
+        self,
+        guild_id: int,
+        actor_id: int,
+        ref: str,
+        specs: Sequence[ActionSpec],
+        role_problem: Callable[[int], str | None] | None = None,
+    ) -> list[Action]:
+        """Replace the product's whole action list in one transaction: every item is checked
+        first (`role_problem`: why the bot cannot give a role, or None) and one bad item
+        refuses the whole list, naming it; nothing changes then."""
+        product = await self.shop.resolve_product(guild_id, ref)
+        if len(specs) > MAX_ACTIONS:
+            raise InvalidInput(f"A product can have at most {MAX_ACTIONS} actions.")
+        checked = []
+        for index, spec in enumerate(specs):
+            try:
+                checked.append(check_action(spec, role_problem=role_problem))
+            except InvalidInput as exc:
+                raise InvalidInput(f"Action {index + 1}: {exc.user_message}") from None
+        async with self.store.transaction() as tx:
+            for action in await tx.products.actions(product.id):
+                await tx.products.remove_action(action.id)
+            added = [await tx.products.add_action(product.id, **c.columns()) for c in checked]
+            await tx.audit.add(
+                "action.replace",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                product_id=product.id,
+                count=len(added),
+            )
+            await self.shop.planner.refresh_panels(tx, product.id)
+        return added
 
     async def list(self, guild_id: int, ref: str) -> list[Action]:
         product = await self.shop.resolve_product(guild_id, ref)
@@ -112,6 +133,67 @@ class ActionService:
             if added:
                 await self.shop.planner.refresh_panels(tx, product.id)  # sold out no more
         return added, len(keys) - added
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One action as a caller gives it, before it is checked."""
+
+    type: str
+    stage: str
+    role_id: int | None = None
+    channel_id: int | None = None
+    message: str | None = None
+    revoke_on: str | None = None  # comma-separated; None or empty: every revoke stage
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "stage": self.stage,
+            "role_id": self.role_id,
+            "channel_id": self.channel_id,
+            "message": self.message,
+            "revoke_on": self.revoke_on or "",
+        }
+
+
+def check_action(
+    spec: ActionSpec, *, role_problem: Callable[[int], str | None] | None
+) -> ActionSpec:
+    """The action as it is stored (message trimmed, revoke stages listed), or InvalidInput
+    saying what is wrong with it."""
+    type, stage, role_id, channel_id, message = (
+        spec.type,
+        spec.stage,
+        spec.role_id,
+        spec.channel_id,
+        spec.message,
+    )
+    if type not in set(ActionType) or stage not in set(Stage):
+        raise InvalidInput("Unknown action type or stage.")
+    if type in PURCHASE_ONLY and stage != Stage.ON_PURCHASE:
+        raise InvalidInput(f"`{type}` only runs `on_purchase`.")
+    if type == ActionType.GRANT_ROLE and role_id is None:
+        raise InvalidInput("`grant_role` needs a `role`.")
+    if type == ActionType.SEND_MESSAGE and not (message or "").strip():
+        raise InvalidInput("`send_message` needs a `message`.")
+    if type == ActionType.CREATE_INVITE and channel_id is None:
+        raise InvalidInput("`create_invite` needs a `channel`.")
+    if message is not None and len(message) > MAX_MESSAGE:
+        raise InvalidInput(f"Messages can be at most {MAX_MESSAGE} characters.")
+    if type == ActionType.GRANT_ROLE and role_id is not None and role_problem is not None:
+        problem = role_problem(role_id)
+        if problem is not None:
+            raise InvalidInput(problem)
+    stages = _revoke_stages(spec.revoke_on)
+    return ActionSpec(
+        type,
+        stage,
+        role_id,
+        channel_id,
+        (message or "").strip() or None,
+        ",".join(stages),
+    )
 
 
 def _revoke_stages(text: str | None) -> list[str]:

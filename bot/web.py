@@ -15,6 +15,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from bot import web_pages
+from bot.api.router import Api
+from bot.api.routes import mount as mount_api
 from bot.clock import Clock, SystemClock
 from bot.inbox import Inbox
 from bot.oauth import DiscordOAuth
@@ -64,6 +66,7 @@ class WebDeps:
     oauth: DiscordOAuth | None = None  # None: no discord.client_secret, no login
     secure_cookies: bool = True  # public_url is https
     clock: Clock = field(default_factory=SystemClock)
+    api: Api | None = None  # the integration API (SPEC §5c), mounted at /api/v1
 
 
 DEPS = web.AppKey("deps", WebDeps)
@@ -83,6 +86,8 @@ def make_app(deps: WebDeps) -> web.Application:
     app.router.add_post("/webhooks/stripe", stripe_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    if deps.api is not None:
+        mount_api(app, deps.api)
     return app
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.clock import Clock
+from bot.store.api import ApiRepo
 from bot.store.base import Duplicate
 from bot.store.claims import ClaimAttemptRepo
 from bot.store.customers import CustomerRepo
@@ -55,6 +56,7 @@ class Tx:
         self.panels = PanelRepo(conn, self.now)
         self.join_tokens = JoinTokenRepo(conn, self.now)
         self.notices = NoticeRepo(conn, self.now)
+        self.api = ApiRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest_asyncio
 
+from bot.api.directory import ChannelInfo, RoleInfo
 from bot.clock import FrozenClock
 from bot.config import Settings
 from bot.delivery import DeliveryWorker
@@ -33,6 +34,7 @@ from tests.fakes.stripe import FakeClock, FakeStripe
 
 GUILD, ADMIN, BUYER, OTHER = 100, 1, 2, 3
 ROLE = 555
+OTHER_ROLE, HIGH_ROLE, CHANNEL = 556, 999, 4242
 SECRET = "whsec_unit"
 
 
@@ -54,6 +56,26 @@ class RecordingDiscord:
         self.posts: list[tuple[int, str, list[tuple[str, str]]]] = []
         self.forbidden_channels: set[int] = set()
         self.guild_names: dict[int, str] = {GUILD: "Test Server"}
+        #: The guild's roles as the gateway cache has them (GuildDirectory).
+        self.roles_of: dict[int, list[RoleInfo]] = {
+            GUILD: [
+                RoleInfo(
+                    HIGH_ROLE, "Mods", 50, False, "@Mods is at or above the bot's highest role"
+                ),
+                RoleInfo(OTHER_ROLE, "Gold", 3, False, None),
+                RoleInfo(ROLE, "VIP", 2, False, None),
+                RoleInfo(GUILD, "@everyone", 0, False, "@everyone cannot be sold."),
+            ]
+        }
+        self.channels_of: dict[int, list[ChannelInfo]] = {
+            GUILD: [ChannelInfo(CHANNEL, "general", 0, None)]
+        }
+
+    def guild_roles(self, guild_id: int) -> list[RoleInfo] | None:
+        return self.roles_of.get(guild_id)
+
+    def text_channels(self, guild_id: int) -> list[ChannelInfo] | None:
+        return self.channels_of.get(guild_id)
 
     async def wait_ready(self) -> None:
         return None
