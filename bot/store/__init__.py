@@ -24,6 +24,7 @@ from bot.store.panels import PanelRepo
 from bot.store.products import ProductRepo
 from bot.store.queue import JobRepo
 from bot.store.roles import RoleRepo
+from bot.store.skus import SkuRepo
 from bot.store.stats import StatsRepo
 from bot.store.subscriptions import SubscriptionRepo
 
@@ -55,6 +56,7 @@ class Tx:
         self.panels = PanelRepo(conn, self.now)
         self.join_tokens = JoinTokenRepo(conn, self.now)
         self.notices = NoticeRepo(conn, self.now)
+        self.skus = SkuRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

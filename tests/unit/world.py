@@ -54,6 +54,11 @@ class RecordingDiscord:
         self.posts: list[tuple[int, str, list[tuple[str, str]]]] = []
         self.forbidden_channels: set[int] = set()
         self.guild_names: dict[int, str] = {GUILD: "Test Server"}
+        #: Discord's store (bot/skus.py): the app's SKUs, its entitlements (listed in id
+        #: order), and every consume call.
+        self.skus: list[dict[str, Any]] = []
+        self.entitlements: dict[int, dict[str, Any]] = {}
+        self.consumed: list[int] = []
 
     async def wait_ready(self) -> None:
         return None
@@ -138,6 +143,16 @@ class RecordingDiscord:
         self.absent.discard(user_id)
         self.roles[user_id].update(role_ids)
         return True
+
+    async def list_skus(self) -> list[dict[str, Any]]:
+        return [dict(sku) for sku in self.skus]
+
+    async def list_entitlements(self, after: int, limit: int) -> list[dict[str, Any]]:
+        ids = sorted(i for i in self.entitlements if i > after)[:limit]
+        return [dict(self.entitlements[i]) for i in ids]
+
+    async def consume_entitlement(self, entitlement_id: int) -> None:
+        self.consumed.append(entitlement_id)
 
 
 @dataclass
