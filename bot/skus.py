@@ -208,6 +208,7 @@ class SkuService:
         async with self.store.transaction() as tx:
             await tx.skus.merge(data)
         await self.settle(int(data["id"]), source)
+        log.debug("entitlement %s settled after %s", data["id"], source)
 
     async def settle(self, entitlement_id: int, source: str = "settle") -> None:
         """Bring every guild's order of the entitlement in line with the merged facts."""
