@@ -163,3 +163,23 @@ async def test_sku_cli_test_entitlement(shop: Shop) -> None:
     ]  # one line (the harness config logs at DEBUG, hence asyncio's line before it)
     twice = await cli("test-entitlement", "delete", entitlement_id)
     assert twice.returncode == 2 and "Unknown Entitlement (10029)" in twice.stderr
+
+
+async def test_sku_server_entitlement_shown_in_diagnose_and_stats(shop: Shop) -> None:
+    """A server's own entitlement is recorded against the server (no member gets a role) and
+    shown by /shop diagnose and /shop stats."""
+    await shop.add_product("VIP", "4.99")
+    sku = shop.discord.add_sku("Server Boost", 5, guild=True)
+    await shop.admin("shop sku link", {"sku": sku["id"], "product": "VIP"})
+    shop.discord.grant_entitlement(sku["id"], guild_id=shop.guild_id)
+    await shop.wait(
+        lambda: shop.bot.scalar("SELECT COUNT(*) FROM orders WHERE source='sku'") == 1,
+        "the server's order",
+    )
+    assert shop.bot.scalar("SELECT buyer_id FROM orders") == 0
+    assert shop.discord.role_ops == []
+    diagnose = text_of(await shop.admin("shop diagnose"))
+    assert "Discord server subscriptions (no member roles): **Server Boost** (active)" in diagnose
+    stats = text_of(await shop.admin("shop stats"))
+    assert "Discord server subscriptions **Server Boost** (active)" in stats
+    no_violations(shop)
