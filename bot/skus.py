@@ -15,13 +15,14 @@ roles in any order and any number of times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from bot.access import CANCELED, EXPIRED, REFUND, Access
+from bot.access import EXPIRED, REFUND, Access
 from bot.clock import Clock
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.fulfilment import Fulfilment
@@ -100,6 +101,7 @@ class SkuService:
         self.discord = discord
         self.clock = clock
         self.interval = interval
+        self._reported = asyncio.Event()  # a report came in: an end may now be sooner
 
     # /shop sku ---------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class SkuService:
         async with self.store.transaction() as tx:
             await tx.skus.merge(data)
         await self.settle(int(data["id"]), source)
+        self._reported.set()
         log.debug("entitlement %s settled after %s", data["id"], source)
 
     async def settle(self, entitlement_id: int, source: str = "settle") -> None:
@@ -267,8 +270,9 @@ class SkuService:
             return
         await tx.entitlements.extend_to(granted.id, entitlement.ends_at)
         if entitlement.ends_at <= tx.now:
-            ending = CANCELED if link.sku_type == SUBSCRIPTION else EXPIRED
-            await self.access.end(tx, order, granted, ending)
+            # EXPIRED, the same end the expiry pass gives an `ends_at` that passed, so
+            # whichever of the two gets there first, the member is told once.
+            await self.access.end(tx, order, granted, EXPIRED)
 
     async def _refund(
         self, tx: Tx, order: Any, granted: Any, entitlement: DiscordEntitlement
@@ -319,16 +323,42 @@ class SkuService:
         log.info("reconciled %d Discord entitlements", listed)
         return listed
 
+    async def end_due(self, after: datetime, until: datetime) -> int:
+        """Settle the entitlements whose `ends_at` fell in (after, until]: access ends on
+        time with the subscription's true reason (the expiry pass, which knows nothing of
+        Discord, would only get there after the grace period, as a lapse)."""
+        async with self.store.reading() as tx:
+            due = await tx.skus.ending_between(after, until)
+        for entitlement_id in due:
+            await self.settle(entitlement_id)
+        return len(due)
+
     async def run(self) -> None:
-        """Forever: reconcile at start (retried with backoff) and every `interval`."""
+        """Forever: reconcile at start (retried with backoff) and every `interval`; in
+        between, wake at each entitlement's `ends_at` and end it then."""
         delay = 5.0
         while True:
             try:
                 await self.reconcile()
                 delay = 5.0
-                await asyncio.sleep(self.interval.total_seconds())
+                await self._until_next_reconcile()
             except Exception:
                 log.warning("reconciling Discord entitlements failed; trying again in %.0f s",
                             delay, exc_info=True)  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 600.0)
+
+    async def _until_next_reconcile(self) -> None:
+        checked = self.clock.now()
+        deadline = checked + self.interval
+        while checked < deadline:
+            async with self.store.reading() as tx:
+                next_end = await tx.skus.next_end(checked)
+            wake_at = deadline if next_end is None else min(deadline, next_end)
+            self._reported.clear()
+            seconds = max(0.05, (wake_at - self.clock.now()).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reported.wait(), seconds)
+            now = self.clock.now()
+            await self.end_due(checked, now)
+            checked = now

@@ -157,6 +157,23 @@ class SkuRepo(Repo):
             for row in await self._all("SELECT id FROM discord_entitlements ORDER BY id")
         ]
 
+    async def ending_between(self, after: datetime, until: datetime) -> list[int]:
+        """Live entitlements whose `ends_at` falls in (after, until], oldest end first."""
+        rows = await self._all(
+            "SELECT id FROM discord_entitlements WHERE deleted=0 AND ends_at > ?"
+            " AND ends_at <= ? ORDER BY ends_at, id",
+            (opt_iso(after), opt_iso(until)),
+        )
+        return [int(row[0]) for row in rows]
+
+    async def next_end(self, after: datetime) -> datetime | None:
+        """The earliest `ends_at` of a live entitlement later than `after`."""
+        row = await self._one(
+            "SELECT MIN(ends_at) FROM discord_entitlements WHERE deleted=0 AND ends_at > ?",
+            (opt_iso(after),),
+        )
+        return None if row is None or row[0] is None else parse_iso(row[0])
+
     async def mark_consumed(self, entitlement_id: int) -> None:
         await self._changed(
             "UPDATE discord_entitlements SET consumed=1, updated_at=? WHERE id=?",

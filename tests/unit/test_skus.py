@@ -99,23 +99,29 @@ async def test_sku_update_with_past_ends_at_ends_access(world: World) -> None:
     await receive(world, data)
     await receive(world, changed(data, ends_at=world.clock.now() - timedelta(minutes=1)),
                   "ENTITLEMENT_UPDATE")  # fmt: skip
-    assert entitlement_states(world) == [("expired", "canceled")]
+    assert entitlement_states(world) == [("expired", "expired")]
     assert ROLE not in world.discord.roles[BUYER]
 
 
 async def test_sku_update_with_future_ends_at_ends_when_due(world: World) -> None:
-    """A future `ends_at` is scheduled: access lasts until then, the expiry pass ends it."""
+    """A future `ends_at` is scheduled: access lasts until then and ends right then (the
+    SKU loop wakes at it), once, whichever of it and the expiry pass comes first."""
     await linked(world)
     data = entitlement()
     await receive(world, data)
     end = world.clock.now() + timedelta(days=3)
     await receive(world, changed(data, ends_at=end), "ENTITLEMENT_UPDATE")
     assert entitlement_states(world) == [("active", None)]
-    world.advance(days=3, hours=1)
-    await world.services.skus.reconcile()
+    before = world.clock.now()
+    world.advance(days=3, minutes=1)
+    assert await world.services.skus.end_due(before, world.clock.now()) == 1
     await world.run_jobs()
-    assert entitlement_states(world) == [("expired", "canceled")]
+    assert entitlement_states(world) == [("expired", "expired")]
     assert ROLE not in world.discord.roles[BUYER]
+    assert await world.expire() == 0  # the expiry pass finds nothing left to end
+    assert await world.services.skus.end_due(before, world.clock.now()) == 1  # idempotent
+    assert entitlement_states(world) == [("expired", "expired")]
+    assert sum("has ended" in text for _, text in world.discord.dms) == 1
 
 
 async def test_sku_delete_refunds_and_runs_on_refund(world: World) -> None:
