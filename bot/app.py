@@ -95,6 +95,7 @@ class ShopBot(commands.Bot):
         self.admin_ops = services.admin_ops
         self.panels = services.panels
         self._watch_member_updates()
+        self._watch_entitlements()
         self._watch_gateway()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -111,6 +112,7 @@ class ShopBot(commands.Bot):
                 self.store, lifecycle, self.worker.wake, periodic=services.notices.periodic
             ),
             "stripe-sync": services.stripe_sync.run,
+            "sku-sync": self._sku_sync,
         }
         for name, loop in loops.items():
             self.background.supervise(loop, name)
@@ -161,6 +163,11 @@ class ShopBot(commands.Bot):
             except Exception:
                 log.exception("reconciliation of guild %s failed; will retry later", guild.id)
         self.worker.wake()
+
+    async def _sku_sync(self) -> None:
+        """Discord's entitlements at start (once logged in: the app id is known) and hourly."""
+        await self.wait_until_ready()
+        await self.services.skus.run()
 
     async def _reconcile_periodically(self) -> None:
         await self.wait_until_ready()
@@ -279,6 +286,20 @@ class ShopBot(commands.Bot):
         self.add_listener(up, "on_ready")
         self.add_listener(up, "on_resumed")
         self.add_listener(down, "on_disconnect")
+
+    def _watch_entitlements(self) -> None:
+        """Dispatch `raw_entitlement(event, data)` for ENTITLEMENT_CREATE/UPDATE/DELETE with
+        Discord's JSON: discord.py's Entitlement model swaps or drops fields (FACTS.md), and
+        the raw entitlement is what bot/skus.py stores."""
+        parsers = self._connection.parsers
+        for event in ("ENTITLEMENT_CREATE", "ENTITLEMENT_UPDATE", "ENTITLEMENT_DELETE"):
+            original = parsers[event]
+
+            def parse(data: Any, original: Any = original, event: str = event) -> None:
+                self.dispatch("raw_entitlement", event, dict(data))  # first: ours never waits
+                original(data)  # on discord.py's model parsing the same payload
+
+            parsers[event] = parse
 
     def _watch_member_updates(self) -> None:
         """Dispatch `raw_member_update(guild_id, user_id, pending)` for every member update.

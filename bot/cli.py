@@ -1,5 +1,5 @@
 """The `shopbot` command line: run, check, stripe setup-webhook, migrate, backup, export, events,
-api-key."""
+api-key, sku test-entitlement."""
 
 from __future__ import annotations
 
@@ -66,6 +66,21 @@ def _parser() -> argparse.ArgumentParser:
     key_actions.add_parser("list", help="list keys (their prefix, never the key)", parents=[common])
     revoke = key_actions.add_parser("revoke", help="revoke a key by its id", parents=[common])
     revoke.add_argument("id", type=int)
+    sku = verb("sku", "Discord store SKUs")
+    sku_actions = sku.add_subparsers(dest="sku_action", required=True)
+    test = sku_actions.add_parser(
+        "test-entitlement", help="Discord test entitlements (try a linked SKU without paying)"
+    )
+    test_actions = test.add_subparsers(dest="test_action", required=True)
+    create = test_actions.add_parser(
+        "create", help="give a user or a server a test entitlement", parents=[common]
+    )
+    create.add_argument("--sku", required=True, type=int, help="the SKU's id")
+    owner = create.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--user", type=int, help="the user's id")
+    owner.add_argument("--guild", type=int, help="the server's id")
+    delete = test_actions.add_parser("delete", help="delete a test entitlement", parents=[common])
+    delete.add_argument("id", type=int, help="the entitlement's id")
     return parser
 
 
@@ -93,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "check":
             _quiet_stripe_sdk()
             return asyncio.run(_check(settings))
+        if args.verb == "sku":
+            return asyncio.run(_sku(settings, args))
         return asyncio.run(_events(settings, args))
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
@@ -137,6 +154,25 @@ async def _setup_webhook(settings: WebhookSetupSettings, path: Path) -> int:
     events = build_domain(settings).dispatcher.event_types  # type: ignore[arg-type]
     problem = await setup_webhook(settings, events, path, print)
     return _fail(problem) if problem else 0
+
+
+async def _sku(settings: Settings, args: argparse.Namespace) -> int:
+    """sku test-entitlement create|delete: one REST call to Discord, one line printed."""
+    from bot.sku_cli import SkuCliError, create_test_entitlement, delete_test_entitlement
+
+    try:
+        if args.test_action == "create":
+            made = await create_test_entitlement(
+                settings, args.sku, user_id=args.user, guild_id=args.guild
+            )
+            owner = f"user {args.user}" if args.user is not None else f"server {args.guild}"
+            print(f"test entitlement {made['id']} to SKU {args.sku} created for {owner}")
+        else:
+            await delete_test_entitlement(settings, args.id)
+            print(f"test entitlement {args.id} deleted")
+    except SkuCliError as exc:
+        return _fail(str(exc))
+    return 0
 
 
 async def _migrate(settings: LocalSettings) -> int:

@@ -22,7 +22,7 @@ from bot.messages import gift_text, receipt_text
 from bot.models import EntitlementStatus, Job, JobStatus, Order, Product
 from bot.notices import flush_log
 from bot.panels import panel_body
-from bot.planning import LOG_FLUSH, Planner
+from bot.planning import CONSUME, LOG_FLUSH, Planner
 from bot.store import Store
 from bot.tasks import TaskGroup, wait_event
 from bot.vault import SealedTokenInvalid, Vault
@@ -63,6 +63,7 @@ class DiscordActions(Protocol):
     async def add_member(
         self, guild_id: int, user_id: int, access_token: str, role_ids: list[int], reason: str
     ) -> bool: ...
+    async def consume_entitlement(self, entitlement_id: int) -> None: ...
 
 
 class DeliveryWorker:
@@ -106,6 +107,7 @@ class DeliveryWorker:
             "edit_panel": self._edit_panel,
             "add_member": self._add_member,
             LOG_FLUSH: self._log_flush,
+            CONSUME: self._consume_entitlement,
         }
 
     async def finish_in_flight(self, grace: float = 5.0) -> None:
@@ -471,6 +473,13 @@ class DeliveryWorker:
                     job_id=job.id,
                     reason=f"{what} not delivered: {exc}",
                 )
+
+    async def _consume_entitlement(self, job: Job) -> None:
+        """A consumable Discord SKU was delivered: tell Discord it is used up (SPEC §6b)."""
+        entitlement_id = int(job.payload["entitlement_id"])
+        await self.discord.consume_entitlement(entitlement_id)
+        async with self.store.transaction() as tx:
+            await tx.skus.mark_consumed(entitlement_id)
 
     async def _log_flush(self, job: Job) -> None:
         """Post the guild's admin log notices (bot/notices.py)."""

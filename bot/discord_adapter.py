@@ -204,6 +204,33 @@ class DiscordAdapter:
         )
         return f"https://discord.gg/{invite['code']}"
 
+    # Discord's store (SPEC §6b; FACTS: discord.py's `Client.entitlements` drops
+    # exclude_deleted=False without `before=`, so the raw route is used) --------------------
+
+    def _app_id(self) -> int:
+        app_id = self.bot.application_id
+        if app_id is None:
+            raise TransientFailure("the application id is not known yet (not logged in)")
+        return app_id
+
+    async def list_skus(self) -> list[dict[str, Any]]:
+        """GET /applications/{app}/skus, as Discord's JSON."""
+        skus: Any = await self._call(self.bot.http.get_skus(self._app_id()))
+        return list(skus)
+
+    async def list_entitlements(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """One page of GET /applications/{app}/entitlements after `after`, deleted ones too."""
+        page: Any = await self._call(
+            self.bot.http.get_entitlements(
+                self._app_id(), after=after, limit=limit, exclude_deleted=False
+            )
+        )
+        return list(page)
+
+    async def consume_entitlement(self, entitlement_id: int) -> None:
+        """POST …/entitlements/{id}/consume (a consumable SKU, once delivered)."""
+        await self._call(self.bot.http.consume_entitlement(self._app_id(), entitlement_id))
+
     def role_name(self, guild_id: int, role_id: int) -> str | None:
         """The role's name from the gateway cache (None: not known)."""
         guild = self.bot.get_guild(guild_id)

@@ -61,6 +61,7 @@ class PanelItem:
     product: Product
     units_left: int | None
     role_ids: list[int]
+    sku_id: int | None = None  # sold through Discord's store (SPEC §6b): a premium button
 
 
 def buy_custom_id(product_id: int) -> str:
@@ -107,15 +108,7 @@ def render_panel(title: str, items: list[PanelItem]) -> dict[str, Any]:
     Buttons stay enabled when a product is sold out or paused: pressing one answers with the
     reason (the server decides, not a panel that may be a moment old)."""
     embeds = [product_embed(item) for item in items]
-    buttons = [
-        {
-            "type": 2,
-            "style": 3,  # success (green)
-            "label": f"Buy {item.product.name}"[:80],
-            "custom_id": buy_custom_id(item.product.id),
-        }
-        for item in items
-    ]
+    buttons = [button(item) for item in items]
     if not embeds:
         embeds = [{"type": "rich", "color": COLOUR, "description": "Nothing is for sale here now."}]
     rows = [
@@ -130,10 +123,30 @@ def render_panel(title: str, items: list[PanelItem]) -> dict[str, Any]:
     }
 
 
+def button(item: PanelItem) -> dict[str, Any]:
+    """The product's Buy button; for a product sold as a Discord SKU, Discord's premium
+    button (style 6: no label, no custom_id; Discord shows the SKU and its price and sends
+    the bot no interaction when pressed)."""
+    if item.sku_id is not None:
+        return {"type": 2, "style": 6, "sku_id": str(item.sku_id)}
+    return {
+        "type": 2,
+        "style": 3,  # success (green)
+        "label": f"Buy {item.product.name}"[:80],
+        "custom_id": buy_custom_id(item.product.id),
+    }
+
+
 async def panel_item(tx: Tx, product: Product) -> PanelItem:
     actions = await tx.products.actions(product.id, Stage.ON_PURCHASE)
     roles = [a.role_id for a in actions if a.type == "grant_role" and a.role_id]
-    return PanelItem(product, await tx.products.units_left(product.id), roles)
+    link = await tx.skus.link_of_product(product.id)
+    return PanelItem(
+        product,
+        await tx.products.units_left(product.id),
+        roles,
+        None if link is None else link.sku_id,
+    )
 
 
 async def panel_body(tx: Tx, panel: Panel) -> dict[str, Any]:

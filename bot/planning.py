@@ -9,6 +9,7 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
       key     = subject ":" effect [":c" cycle]         (cycle only when > 0)
       subject = "order:" id | "entitlement:" id | "invoice:" stripe_id
               | "subscription:" stripe_id               (a failed-renewal DM, once a day)
+              | "discord_entitlement:" id               (a Discord entitlement, bot/skus.py)
       effect  = stage ":action:" action_id              a product action of a stage
               | "join"                                  adding a web buyer to the server
               | "receipt"                               the buyer's DM receipt
@@ -17,6 +18,8 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
               | "restore:action:" action_id             re-granting after a lapse
               | "notice:" topic                         a DM notice (ended, granted, …)
               | "reminder:" kind ":" days ":" ends_at   a reminder before an end date
+              | "consume"                               using up a consumable SKU's
+                                                        entitlement, after its delivery
   A stage's jobs are owned by the order (or, for access given by hand, the entitlement).
   `cycle` counts restores after a lapse, so a new access period gets fresh keys.
 - `open_key` — at most one such job pending or running at a time (repairs may repeat):
@@ -38,7 +41,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Settings
-from bot.models import ActionType, Entitlement, Job, JobStatus, Order, Product, Stage
+from bot.models import (
+    ActionType,
+    Entitlement,
+    Job,
+    JobStatus,
+    Order,
+    OrderSource,
+    Product,
+    Stage,
+)
 from bot.store import Tx
 from bot.store.roles import WantedRole
 
@@ -54,6 +66,9 @@ LOG_WINDOW = timedelta(seconds=15)
 
 
 LOG_FLUSH = "log_flush"
+#: Job kind: consume a Discord entitlement (bot/skus.py); SKU type 3 is a consumable.
+CONSUME = "consume_entitlement"
+CONSUMABLE_SKU = 3
 
 
 def failed_delivery_text(job: Job, error: str) -> str:
@@ -105,6 +120,10 @@ class Keys:
     @staticmethod
     def reminder(entitlement_id: int, kind: str, days: int, ends_at: datetime) -> str:
         return f"entitlement:{entitlement_id}:reminder:{kind}:{days}:{int(ends_at.timestamp())}"
+
+    @staticmethod
+    def consume(entitlement_id: int) -> str:
+        return f"discord_entitlement:{entitlement_id}:consume"
 
     @staticmethod
     def log_flush(guild_id: int) -> str:
@@ -210,8 +229,10 @@ class Planner:
     async def receipt(self, tx: Tx, order: Order) -> int:
         """The buyer's DM receipt, once per order whoever asks; for a gift (the order's
         recipient is not its buyer) the recipient's DM too, also once (SPEC §4: both are
-        told)."""
-        queued = await self._enqueue(
+        told). An order of a consumable Discord SKU is delivered now: its entitlement is
+        consumed (SPEC §6b)."""
+        queued = await self._consume_sku(tx, order)
+        queued += await self._enqueue(
             tx,
             guild_id=order.guild_id,
             user_id=order.buyer_id,
@@ -229,6 +250,30 @@ class Planner:
                 dedupe_key=Keys.gift(order.id),
             )
         return queued
+
+    async def _consume_sku(self, tx: Tx, order: Order) -> int:
+        if order.source != OrderSource.SKU:
+            return 0
+        entitlement_id = await tx.skus.entitlement_of_order(order.id)
+        link = await tx.skus.link_of_product(order.product_id)
+        if entitlement_id is None or link is None or link.sku_type != CONSUMABLE_SKU:
+            return 0
+        return await self.consume_entitlement(tx, order.guild_id, order.buyer_id, entitlement_id)
+
+    async def consume_entitlement(
+        self, tx: Tx, guild_id: int, user_id: int, entitlement_id: int
+    ) -> int:
+        """`POST …/entitlements/{id}/consume`, once per entitlement, in the guild's lane.
+        Queued in the transaction that recorded the delivery, so it runs only after that
+        committed."""
+        return await self._enqueue(
+            tx,
+            guild_id=guild_id,
+            user_id=user_id,
+            kind=CONSUME,
+            dedupe_key=Keys.consume(entitlement_id),
+            payload={"entitlement_id": str(entitlement_id)},
+        )
 
     async def after_job(self, tx: Tx, job: Job, error: str | None = None) -> int:
         """A job ended: when it was an order's last open on_purchase job, queue the receipt.

@@ -29,6 +29,7 @@ from bot.planning import Planner
 from bot.product_actions import ActionService
 from bot.reconcile import Reconciler
 from bot.shop import ShopService
+from bot.skus import DiscordStore, SkuService
 from bot.store import Store
 from bot.stripe_sync import StripeSync
 from bot.vault import Vault
@@ -76,6 +77,7 @@ class Services:
     stripe_sync: StripeSync
     panels: PanelService
     notices: Notices
+    skus: SkuService
 
 
 def build_services(
@@ -87,6 +89,7 @@ def build_services(
     *,
     on_job_outcome: Callable[[str, str], None] | None = None,
     vault: Vault | None = None,
+    discord_store: DiscordStore | None = None,
 ) -> Services:
     """Build the services; the worker is woken whenever a committed transaction made jobs due."""
     domain = build_domain(settings)
@@ -110,4 +113,18 @@ def build_services(
         stripe_sync=StripeSync(store, payments, inbox, domain.dispatcher, clock, interval),
         panels=PanelService(store, shop, discord),
         notices=Notices(settings, store, domain.planner),
+        skus=SkuService(
+            store,
+            shop,
+            domain.fulfilment,
+            domain.access,
+            domain.planner,
+            discord_store or _no_store(discord),
+            clock,
+        ),
     )
+
+
+def _no_store(discord: object) -> DiscordStore:
+    """The Discord port is the store port too (bot/discord_adapter.py implements both)."""
+    return discord  # type: ignore[return-value]

@@ -40,6 +40,21 @@ def checkout_view(url: str) -> discord.ui.View:
     return view
 
 
+def premium_view(sku_id: int) -> discord.ui.View:
+    """Discord's premium button for an SKU (it shows the SKU's name and price itself)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(discord.ui.Button(sku_id=sku_id))
+    return view
+
+
+def premium_embed(product: Product) -> discord.Embed:
+    embed = discord.Embed(
+        title=f"Buy {product.name}", colour=BRAND, description=product.description or None
+    )
+    embed.set_footer(text="Sold in Discord's store: the button below shows the price.")
+    return embed
+
+
 def checkout_embed(
     order: Order, product: Product, price: str, minutes: int, gift_to: int | None
 ) -> discord.Embed:

@@ -40,6 +40,7 @@ from cogs._reports import (
     stats_embed,
     why_embed,
 )
+from cogs._skus import server_entitlements_text, sku_linked_text, sku_list_embed
 from cogs._ui import BRAND, reply
 from cogs.errors import NotShopAdmin
 
@@ -73,6 +74,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     license = app_commands.Group(name="license", description="License keys to hand out")
     panel = app_commands.Group(name="panel", description="Shop messages with Buy buttons")
     settings = app_commands.Group(name="settings", description="Shop settings for this server")
+    sku = app_commands.Group(name="sku", description="Sell products in Discord's own store")
 
     def __init__(self, bot: ShopBot) -> None:
         self.bot = bot
@@ -222,6 +224,44 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
                 parts.append(" ".join(f"<@&{r}>" for r in roles))
             embed.add_field(name=f"{p.name} (#{p.id})", value=" · ".join(parts), inline=False)
         await reply(interaction, embed=embed)
+
+    # /shop sku (SPEC §6b) -----------------------------------------------------------------
+
+    @sku.command(name="link", description="Sell a product as one of the app's Discord SKUs")
+    @app_commands.autocomplete(product=product_autocomplete)
+    @app_commands.describe(sku="The SKU's id (see /shop sku list)", product=PRODUCT)
+    async def sku_link(
+        self,
+        interaction: discord.Interaction,
+        sku: app_commands.Range[str, 1, 100],
+        product: str,
+    ) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        link, linked = await self.bot.services.skus.link(
+            interaction.guild_id, interaction.user.id, sku, product
+        )
+        await reply(interaction, sku_linked_text(link, linked))
+
+    @sku.command(name="unlink", description="Stop selling a Discord SKU here")
+    @app_commands.describe(sku="The SKU's id (see /shop sku list)")
+    async def sku_unlink(
+        self, interaction: discord.Interaction, sku: app_commands.Range[str, 1, 100]
+    ) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        link = await self.bot.services.skus.unlink(interaction.guild_id, interaction.user.id, sku)
+        await reply(
+            interaction,
+            f"SKU **{link.sku_name}** is no longer sold here; orders it made are kept.",
+        )
+
+    @sku.command(name="list", description="The app's Discord SKUs and the products they sell")
+    async def sku_list(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        rows = await self.bot.services.skus.catalogue(interaction.guild_id)
+        await reply(interaction, embed=sku_list_embed(rows))
 
     @action.command(name="add", description="Add an action to a product")
     @app_commands.autocomplete(product=product_autocomplete)
@@ -477,7 +517,13 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             revenue_chart, stats.days, stats.revenue_per_day, chart_title(stats)
         )
         chart = discord.File(io.BytesIO(png), filename=CHART)
-        await reply(interaction, embed=stats_embed(stats), file=chart)
+        embed = stats_embed(stats)
+        held = await self.bot.services.skus.server_entitlements(interaction.guild_id)
+        if held:
+            embed.add_field(
+                name="Discord server subscriptions", value=server_entitlements_text(held)
+            )
+        await reply(interaction, embed=embed, file=chart)
 
     @app_commands.command(name="why", description="Why a member has or lacks shop roles")
     @app_commands.describe(member="The member to explain", role="Only this role")
@@ -497,6 +543,12 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         assert guild is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         checks = await diagnose_guild(self.bot, guild)
+        held = await self.bot.services.skus.server_entitlements(guild.id)
+        if held:
+            checks.append(
+                (True, f"Discord server subscriptions (no member roles): "
+                 f"{server_entitlements_text(held)}")
+            )  # fmt: skip
         await reply(interaction, embed=diagnose_embed(checks))
 
     @app_commands.command(name="queue", description="Delivery jobs, with the reason for failures")

@@ -12,7 +12,14 @@ from discord.ext import commands
 from discord.ui import View
 
 from bot.errors import Forbidden, InvalidInput, NotFound, TooManyAttempts
-from cogs._ui import checkout_embed, checkout_view, purchases_embed, reply
+from cogs._ui import (
+    checkout_embed,
+    checkout_view,
+    premium_embed,
+    premium_view,
+    purchases_embed,
+    reply,
+)
 from cogs.errors import report_error
 
 if TYPE_CHECKING:
@@ -149,8 +156,14 @@ def picker_view(buyer_id: int, gift_to: int | None, options: list[discord.Select
 async def send_checkout(
     bot: ShopBot, interaction: discord.Interaction, ref: str, gift_to: int | None
 ) -> None:
-    """Create the checkout (Stripe may be slow: defer first) and reply with a link button."""
+    """Create the checkout (Stripe may be slow: defer first) and reply with a link button.
+
+    A product sold as a Discord SKU is bought in Discord's store: the reply carries the
+    premium button instead, or says the member already holds it (`Interaction.entitlements`).
+    """
     assert interaction.guild_id is not None
+    if await send_premium(bot, interaction, ref, gift_to):
+        return
     await interaction.response.defer(ephemeral=True, thinking=True)
     order, product = await bot.shop.start_checkout(
         interaction.guild_id, interaction.user.id, ref, gift_to
@@ -164,6 +177,34 @@ async def send_checkout(
         gift_to,
     )
     await reply(interaction, embed=embed, view=checkout_view(order.checkout_url))
+
+
+def holds_sku(interaction: discord.Interaction, sku_id: int) -> bool:
+    """The member (or the server) already has a live entitlement to this SKU."""
+    return any(
+        e.sku_id == sku_id and not e.deleted and not e.is_expired()
+        for e in interaction.entitlements
+    )
+
+
+async def send_premium(
+    bot: ShopBot, interaction: discord.Interaction, ref: str, gift_to: int | None
+) -> bool:
+    """Answer for a product sold as a Discord SKU; False when it is not one."""
+    assert interaction.guild_id is not None
+    product = await bot.shop.resolve_product(interaction.guild_id, ref, for_sale=True)
+    sku_id = await bot.services.skus.premium_sku(product.id)
+    if sku_id is None:
+        return False
+    if holds_sku(interaction, sku_id):
+        await reply(interaction, f"You already have **{product.name}** through Discord.")
+        return True
+    if gift_to is not None:
+        raise InvalidInput(
+            f"**{product.name}** is sold in Discord's store; it cannot be bought as a gift here."
+        )
+    await reply(interaction, embed=premium_embed(product), view=premium_view(sku_id))
+    return True
 
 
 class Buyer(commands.Cog):

@@ -1,9 +1,10 @@
-"""Gateway listeners: a member joins (or finishes screening) → their access comes back."""
+"""Gateway listeners: a member joins (or finishes screening) → their access comes back;
+Discord's entitlement events → bot/skus.py."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
@@ -41,6 +42,11 @@ class Members(commands.Cog):
         """Dispatched by ShopBot for every GUILD_MEMBER_UPDATE (see app.py)."""
         if not pending:
             await self.bot.members_service.member_screened(guild_id, user_id)
+
+    @commands.Cog.listener()
+    async def on_raw_entitlement(self, event: str, data: dict[str, Any]) -> None:
+        """Dispatched by ShopBot for ENTITLEMENT_CREATE/UPDATE/DELETE (see app.py)."""
+        await self.bot.services.skus.receive(data, event)
 
 
 async def setup(bot: ShopBot) -> None:

@@ -25,6 +25,7 @@ from bot.store.panels import PanelRepo
 from bot.store.products import ProductRepo
 from bot.store.queue import JobRepo
 from bot.store.roles import RoleRepo
+from bot.store.skus import SkuRepo
 from bot.store.stats import StatsRepo
 from bot.store.subscriptions import SubscriptionRepo
 
@@ -57,6 +58,7 @@ class Tx:
         self.join_tokens = JoinTokenRepo(conn, self.now)
         self.notices = NoticeRepo(conn, self.now)
         self.api = ApiRepo(conn, self.now)
+        self.skus = SkuRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -71,6 +71,12 @@ class RecordingDiscord:
             GUILD: [ChannelInfo(CHANNEL, "general", 0, None)]
         }
 
+        #: Discord's store (bot/skus.py): the app's SKUs, its entitlements (listed in id
+        #: order), and every consume call.
+        self.skus: list[dict[str, Any]] = []
+        self.entitlements: dict[int, dict[str, Any]] = {}
+        self.consumed: list[int] = []
+
     def guild_roles(self, guild_id: int) -> list[RoleInfo] | None:
         return self.roles_of.get(guild_id)
 
@@ -160,6 +166,16 @@ class RecordingDiscord:
         self.absent.discard(user_id)
         self.roles[user_id].update(role_ids)
         return True
+
+    async def list_skus(self) -> list[dict[str, Any]]:
+        return [dict(sku) for sku in self.skus]
+
+    async def list_entitlements(self, after: int, limit: int) -> list[dict[str, Any]]:
+        ids = sorted(i for i in self.entitlements if i > after)[:limit]
+        return [dict(self.entitlements[i]) for i in ids]
+
+    async def consume_entitlement(self, entitlement_id: int) -> None:
+        self.consumed.append(entitlement_id)
 
 
 @dataclass

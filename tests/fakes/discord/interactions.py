@@ -268,8 +268,8 @@ class InteractionMixin:
             "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48),
             "version": 1,
             "locale": locale,
-            "entitlements": [],
-            "entitlement_sku_ids": [],
+            "entitlements": (held := self.active_entitlements(user_id, guild_id)),
+            "entitlement_sku_ids": sorted({e["sku_id"] for e in held}),
             "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
         }
         if guild_id is not None:

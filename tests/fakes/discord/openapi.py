@@ -80,6 +80,17 @@ def _patched_spec(raw: dict[str, Any]) -> dict[str, Any]:
         "anyOf": [raw["components"]["schemas"]["SnowflakeType"], {"type": "integer", "minimum": 0}]
     }
     spec["components"]["schemas"] = schemas
+    # `GET /applications/{id}/skus` (List SKUs) is in Discord's monetization docs and used by
+    # discord.py (`HTTPClient.get_skus`) but missing from this spec: add it, parameters only.
+    paths = dict(raw["paths"])
+    paths.setdefault(
+        "/applications/{application_id}/skus",
+        {
+            "parameters": raw["paths"]["/applications/{application_id}/entitlements"]["parameters"],
+            "get": {"operationId": "list_skus", "responses": {"200": {"description": "SKUs"}}},
+        },
+    )
+    spec["paths"] = paths
     return spec
 
 

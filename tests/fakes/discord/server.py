@@ -22,6 +22,7 @@ from aiohttp import web
 
 from . import responses as R
 from .channels import ChannelRoutes
+from .entitlements import EntitlementMixin, EntitlementRoutes
 from .gateway import Gateway
 from .interactions import FakeInteraction, InteractionMixin
 from .middleware import API_PREFIX, Pipeline
@@ -44,7 +45,7 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-class FakeDiscord(StateMixin, InteractionMixin):
+class FakeDiscord(StateMixin, InteractionMixin, EntitlementMixin):
     """A local Discord (REST under /api/v10 + gateway websocket) for the real discord.py client."""
 
     def __init__(
@@ -89,6 +90,10 @@ class FakeDiscord(StateMixin, InteractionMixin):
         self.deleted_messages: list[int] = []
         self.invites: list[dict[str, Any]] = []
         self.kicks: list[tuple[int, int, str | None]] = []
+        #: Monetization (see entitlements.py): SKUs, entitlements, accepted consumes.
+        self.skus: dict[int, dict[str, Any]] = {}
+        self.entitlements: dict[int, dict[str, Any]] = {}
+        self.consumes: list[int] = []
         #: OAuth2 (see oauth.py): the Developer Portal's Redirects list, the browser's
         #: logged-in user, issued codes, live grants by access token, and what users approved.
         self.redirect_uris: list[str] = []
@@ -126,6 +131,7 @@ class FakeDiscord(StateMixin, InteractionMixin):
             *RestRoutes(self).routes(),
             *ChannelRoutes(self).routes(),
             *InteractionRoutes(self).routes(),
+            *EntitlementRoutes(self).routes(),
         ]:
             app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
         app.router.add_routes(oauth.browser_routes())
