@@ -23,9 +23,9 @@ async def test_migrates_and_sets_pragmas(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "a" / "shop.db")
     try:
         async with store.reading() as tx:
-            version = (await (await tx.conn.execute("PRAGMA user_version")).fetchone())[0]
-            mode = (await (await tx.conn.execute("PRAGMA journal_mode")).fetchone())[0]
-            fks = (await (await tx.conn.execute("PRAGMA foreign_keys")).fetchone())[0]
+            version = (await tx.conn.fetch_one("PRAGMA user_version"))[0]
+            mode = (await tx.conn.fetch_one("PRAGMA journal_mode"))[0]
+            fks = (await tx.conn.fetch_one("PRAGMA foreign_keys"))[0]
         assert version >= 1
         assert mode == "wal"
         assert fks == 1
