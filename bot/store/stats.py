@@ -148,7 +148,7 @@ class StatsRepo(Repo):
             return []
         wanted = json.dumps(order_ids)
         rows = await self._all(
-            "SELECT json_extract(detail, '$.order_id'), created_at, kind,"
+            "SELECT CAST(json_extract(detail, '$.order_id') AS BIGINT), created_at, kind,"
             " json_extract(detail, '$.event_id') FROM audit_log"
             " WHERE CAST(json_extract(detail, '$.order_id') AS TEXT)"
             " IN (SELECT CAST(value AS TEXT) FROM json_each(?))"

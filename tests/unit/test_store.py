@@ -10,6 +10,7 @@ import pytest
 
 from bot.clock import FrozenClock
 from bot.store import DatabaseTooNew, Duplicate, Store
+from bot.store.db import _migrations
 
 
 async def open_store(path: Path) -> Store:
@@ -144,3 +145,12 @@ async def test_sql_from_keyword_names_is_whitelisted(tmp_path: Path) -> None:
             assert [p.name for p in await tx.products.list(1)] == ["Gold"]
     finally:
         await store.close()
+
+
+def test_every_sqlite_migration_has_a_postgresql_twin() -> None:
+    """A migration added for SQLite only would leave PostgreSQL databases behind: each
+    bot/store/migrations/NNNN_name.sql needs bot/store/migrations_pg/NNNN_name.sql."""
+    sqlite = [(number, name) for number, name, _ in _migrations("bot.store.migrations")]
+    postgresql = [(number, name) for number, name, _ in _migrations("bot.store.migrations_pg")]
+    assert sqlite == postgresql
+    assert [number for number, _ in sqlite] == list(range(1, len(sqlite) + 1))
