@@ -11,7 +11,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from bot.store.pg import PgDatabase
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.stripe import FakeStripe
 from tests.pg_server import TEMPLATE, PgServer, running_server
@@ -39,6 +38,8 @@ def pg_server() -> Iterator[PgServer]:
 
 
 async def _migrated_template(server: PgServer) -> None:
+    from bot.store.pg import PgDatabase
+
     admin = await asyncpg.connect(server.url("postgres"))
     try:
         await admin.execute(f"CREATE DATABASE {TEMPLATE}")
