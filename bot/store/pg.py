@@ -51,6 +51,8 @@ Raw = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 #: pg_advisory_xact_lock keys (any fixed 64-bit numbers; "shop" + a digit).
 WRITER_LOCK = 0x73686F7001
 MIGRATE_LOCK = 0x73686F7002
+#: Waiting this long for another process's write transaction shows in /healthz.
+LOCK_REPORT_AFTER = 5.0
 
 
 class TransactionAborted(Exception):
@@ -198,8 +200,7 @@ class PgDatabase:
         # One writer per process waits for the fleet-wide lock; the others wait here, so a
         # queue of writers does not hold every pooled connection.
         self._writer = asyncio.Lock()
-        #: Loop time since which another process has held the writer lock (None: it has not).
-        self.locked_since: float | None = None
+        self._waiting_since: float | None = None
 
     async def open(self) -> None:
         try:
@@ -220,6 +221,16 @@ class PgDatabase:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    @property
+    def locked_since(self) -> float | None:
+        """Loop time since which this process has waited for another one's write
+        transaction, once that is longer than SQLite's busy_timeout (None: it has not). Short
+        waits are normal with several writers and are not reported to /healthz."""
+        since = self._waiting_since
+        if since is None or asyncio.get_running_loop().time() - since < LOCK_REPORT_AFTER:
+            return None
+        return since
 
     def hold_exclusively(self) -> None:
         """Several processes may share a PostgreSQL database: nothing to hold."""
@@ -286,13 +297,12 @@ class PgDatabase:
     async def _take_writer_lock(self, raw: Raw) -> None:
         if await raw.fetchval("SELECT pg_try_advisory_xact_lock($1)", WRITER_LOCK):
             return
-        loop = asyncio.get_running_loop()
-        self.locked_since = loop.time()
+        self._waiting_since = asyncio.get_running_loop().time()
         log.debug("another process is writing to %s; waiting for it", self.where)
         try:
             await raw.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
         finally:
-            self.locked_since = None
+            self._waiting_since = None
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[PgConn]:

@@ -49,3 +49,32 @@ async def test_shopbot_run_on_postgresql_completes_a_purchase(pg_shop: Shop, pg_
     assert backup.returncode == 2
     assert "use pg_dump" in backup.stderr
     assert "postgres@127.0.0.1" in backup.stderr
+
+
+def test_migrate_on_postgresql_reports_the_schema_version(tmp_path: Path, pg_url: str) -> None:
+    """`shopbot migrate` with database.url: PostgreSQL's migrations, the version from
+    schema_version; an unreachable server is one line naming it, without the password."""
+    from bot.store.db import _migrations
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{pg_url}"\n')
+    migrate = subprocess.run(
+        [*shopbot_command(), "--config", str(config), "migrate"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr
+    latest = _migrations("bot.store.migrations_pg")[-1][0]
+    assert migrate.stdout == f"database {pg_url} is at schema version {latest}\n"
+    assert pg_rows(pg_url, "SELECT COUNT(*) FROM schema_version") == [(latest,)]
+    config.write_text('[database]\nurl = "postgresql://shop:s3cret-pw@127.0.0.1:1/shop"\n')
+    refused = subprocess.run(
+        [*shopbot_command(), "--config", str(config), "migrate"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    lines = refused.stderr.splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert lines[0].startswith(
+        "shopbot: migrate: cannot reach database postgresql://shop:***@127.0.0.1:1/shop"
+    )
+    assert "s3cret-pw" not in refused.stderr + refused.stdout
