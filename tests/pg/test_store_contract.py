@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +232,32 @@ async def test_newer_database_is_refused_on_both_backends(store: Store, tmp_path
     with pytest.raises(DatabaseTooNew, match="999"):
         await again.open()
     await again.close()
+
+
+async def test_task_cancelled_inside_a_transaction_leaves_the_store_usable(store: Store) -> None:
+    """A task cancelled at any await of reading()/transaction() never leaves a transaction
+    open (on PostgreSQL: never returns a connection mid-transaction to the pool)."""
+    broken = []
+    for opener in (store.reading, store.transaction):
+        for steps in range(8):  # cancel at the 1st, 2nd, … scheduling step
+
+            async def use(opener: Any = opener) -> None:
+                async with opener() as tx:
+                    await tx.jobs.counts()
+                    await tx.events.count()
+
+            task = asyncio.create_task(use())
+            for _ in range(steps + 1):
+                await asyncio.sleep(0)  # one scheduling step, not a timed wait
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            key = f"{opener.__name__}:{steps}"
+            try:
+                async with asyncio.timeout(10), store.transaction() as tx:
+                    await tx.set_meta(key, "x")
+            except Exception as exc:
+                broken.append(f"{key}: {type(exc).__name__}: {exc}")
+    assert not broken, "\n".join(broken)
+    async with store.reading() as tx:
+        assert [await tx.get_meta(f"transaction:{n}") for n in range(8)] == ["x"] * 8
