@@ -27,7 +27,7 @@ from bot.lifecycle import run_expiry
 from bot.oauth import DiscordOAuth
 from bot.payments import StripeGateway
 from bot.services import build_services
-from bot.store import Store
+from bot.store import DatabaseUnreachable, Store
 from bot.tasks import TaskGroup
 from bot.vault import load_vault
 from bot.web import Metrics, WebDeps, make_app
@@ -60,7 +60,7 @@ class ShopBot(commands.Bot):
         )
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.store = Store(settings.database.path, self.clock)
+        self.store = Store(settings.database.path, self.clock, url=settings.database.url_value)
         self.payments = StripeGateway(
             settings.stripe.secret_key.get_secret_value(),
             settings.stripe.webhook_secret.get_secret_value(),
@@ -74,7 +74,10 @@ class ShopBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         """Ordered start: store → services → cogs → command sync → web → workers."""
-        await self.store.open()
+        try:
+            await self.store.open()
+        except DatabaseUnreachable as exc:
+            raise StartupError(f"database.url: {exc}") from None
         settings = self.settings
         self.adapter = DiscordAdapter(self)
         self.vault = await load_vault(self.store, settings.http.session_secret.get_secret_value())
@@ -325,6 +328,7 @@ class ShopBot(commands.Bot):
 async def run_bot(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; every start-up failure becomes a StartupError line."""
     bot = ShopBot(settings)
+    bot.store.hold_exclusively()  # DatabaseInUse: another run serves this SQLite file
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
 

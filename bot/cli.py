@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from bot.config import (
+    DatabaseSettings,
     LocalSettings,
     Settings,
     WebhookSetupSettings,
@@ -18,7 +19,7 @@ from bot.config import (
 )
 from bot.errors import ConfigError
 from bot.log import setup_logging
-from bot.store import DatabaseTooNew, Store
+from bot.store import DatabaseInUse, DatabaseTooNew, DatabaseUnreachable, Store
 
 log = logging.getLogger("shopbot")
 
@@ -132,7 +133,7 @@ async def _run(settings: Settings) -> int:
 
     try:
         await run_bot(settings)
-    except (StartupError, DatabaseTooNew) as exc:
+    except (StartupError, DatabaseTooNew, DatabaseInUse) as exc:
         return _fail(str(exc))
     log.info("stopped")
     return 0
@@ -141,7 +142,8 @@ async def _run(settings: Settings) -> int:
 async def _check(settings: Settings) -> int:
     from bot.preflight import run_check
 
-    print(f"config: ok (database {settings.database.path}, public url {settings.http.public_url})")
+    where, url = settings.database.where(), settings.http.public_url
+    print(f"config: ok (database {where}, public url {url})")
     problems = await run_check(settings, lambda line: print(line, flush=True))
     return 1 if problems else 0
 
@@ -175,35 +177,49 @@ async def _sku(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrate(settings: LocalSettings) -> int:
+def _store(database: DatabaseSettings) -> Store:
+    """SQLite at database.path, or PostgreSQL when database.url is set."""
     from bot.clock import SystemClock
 
-    store = Store(settings.database.path, SystemClock())
+    return Store(database.path, SystemClock(), url=database.url_value)
+
+
+async def _migrate(settings: LocalSettings) -> int:
+    """Apply pending migrations: SQLite's (its user_version) or PostgreSQL's
+    (bot/store/migrations_pg, the `schema_version` table)."""
+    store = _store(settings.database)
     try:
         await store.open()
         version = await store.db.migrate()
     except DatabaseTooNew as exc:
         return _fail(str(exc))
+    except DatabaseUnreachable as exc:
+        return _fail(f"migrate: {exc}")
     finally:
         await store.close()
-    print(f"database {settings.database.path} is at schema version {version}")
+    print(f"database {settings.database.where()} is at schema version {version}")
     return 0
 
 
 async def _local(settings: LocalSettings, args: argparse.Namespace) -> int:
     """backup / export: open the store, do the one thing, close."""
     from bot import maintenance
-    from bot.clock import SystemClock
 
-    store = Store(settings.database.path, SystemClock())
+    if args.verb == "backup" and settings.database.url_value:
+        return _fail(
+            "backup copies the SQLite file; database.url is PostgreSQL "
+            f"({settings.database.where()}): use pg_dump, e.g. "
+            f"pg_dump --format=custom --file={args.path} <database.url>"
+        )
+    store = _store(settings.database)
     try:
         await store.open()
         if args.verb == "backup":
             await maintenance.backup(store, Path(args.path))
-            print(f"backed up {settings.database.path} to {args.path}")
+            print(f"backed up {settings.database.where()} to {args.path}")
         else:
             sys.stdout.write(await maintenance.export_orders(store, args.format))
-    except (DatabaseTooNew, FileExistsError) as exc:
+    except (DatabaseTooNew, DatabaseUnreachable, FileExistsError) as exc:
         return _fail(str(exc))
     except Exception as exc:
         return _fail(f"{args.verb} failed: {type(exc).__name__}: {exc}")
@@ -219,7 +235,7 @@ async def _api_key(settings: LocalSettings, args: argparse.Namespace) -> int:
     from bot.errors import ShopError
 
     clock = SystemClock()
-    store = Store(settings.database.path, clock)
+    store = _store(settings.database)
     try:
         await store.open()
         keys = ApiKeys(store, clock)
@@ -244,7 +260,7 @@ async def _api_key(settings: LocalSettings, args: argparse.Namespace) -> int:
         else:
             record = await keys.revoke(args.id)
             print(f"revoked API key {record.id} ({record.name})")
-    except DatabaseTooNew as exc:
+    except (DatabaseTooNew, DatabaseUnreachable) as exc:
         return _fail(str(exc))
     except ShopError as exc:
         return _fail(exc.user_message)
@@ -256,7 +272,6 @@ async def _api_key(settings: LocalSettings, args: argparse.Namespace) -> int:
 async def _events(settings: Settings, args: argparse.Namespace) -> int:
     """events replay|retry: open the store, fetch or re-apply Stripe events, close."""
     from bot import maintenance
-    from bot.clock import SystemClock
 
     if args.action == "replay":
         if args.since is None:
@@ -265,7 +280,7 @@ async def _events(settings: Settings, args: argparse.Namespace) -> int:
             since = maintenance.since_from(args.since)
         except ValueError:
             return _fail(f"--since: {args.since!r} is not an ISO 8601 date or time")
-    store = Store(settings.database.path, SystemClock())
+    store = _store(settings.database)
     try:
         await store.open()
         if args.action == "retry":
@@ -274,7 +289,7 @@ async def _events(settings: Settings, args: argparse.Namespace) -> int:
         else:
             fetched, fresh = await maintenance.replay_events(store, settings, since)
             print(f"fetched {fetched} events from Stripe; {fresh} were new and processed")
-    except DatabaseTooNew as exc:
+    except (DatabaseTooNew, DatabaseUnreachable) as exc:
         return _fail(str(exc))
     except Exception as exc:
         return _fail(f"{args.verb} failed: {type(exc).__name__}: {exc}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, overload
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -15,6 +16,7 @@ from pydantic_settings import (
 )
 
 from bot.errors import ConfigError
+from bot.store.pg import redacted
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_AUTHORIZE = "https://discord.com/oauth2/authorize"
@@ -120,9 +122,46 @@ class HttpSettings(Section):
 
 
 class DatabaseSettings(Section):
-    """[database]: the SQLite file."""
+    """[database]: the SQLite file, or a PostgreSQL URL for several processes (SPEC §2)."""
 
     path: Path = Path("data/shop.db")
+    #: `postgresql://user:password@host[:port]/dbname`; empty = SQLite at `path`. A secret:
+    #: its password is scrubbed from logs and messages show it as `***`.
+    url: SecretStr = SecretStr("")
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if not url:
+            return SecretStr("")
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ValueError(
+                "must be a postgresql://user:password@host[:port]/dbname URL "
+                "(or empty for SQLite at database.path)"
+            )
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("the port in the URL is not a number from 1 to 65535") from None
+        return SecretStr(url)
+
+    @property
+    def url_value(self) -> str:
+        return self.url.get_secret_value()
+
+    def where(self) -> str:
+        """The database for messages: the SQLite path, or the URL without its password."""
+        return redacted(self.url_value) if self.url_value else str(self.path)
+
+    def secrets(self) -> list[str]:
+        """The URL and its password, for scrubbing from logs."""
+        url = self.url_value
+        if not url:
+            return []
+        password = urlsplit(url).password
+        return [url, *([unquote(password), password] if password else [])]
 
 
 class ShopSettings(Section):
@@ -220,6 +259,7 @@ class WebhookSetupSettings(_FromSources):
             self.discord.client_secret,
             self.http.session_secret,
             self.http.metrics_token,
+            *self.database.secrets(),
         )
 
 
@@ -247,6 +287,7 @@ class LocalSettings(_FromSources):
             self.discord.get("token"),
             self.stripe.get("secret_key"),
             self.stripe.get("webhook_secret"),
+            *self.database.secrets(),
         )
 
 

@@ -179,14 +179,18 @@ def checkout_url(message: dict[str, Any]) -> str | None:
 
 @asynccontextmanager
 async def open_shop(
-    workdir: Path, discord: FakeDiscord, stripe: FakeStripe, extra_config: str = ""
+    workdir: Path,
+    discord: FakeDiscord,
+    stripe: FakeStripe,
+    extra_config: str = "",
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Shop]:
     guild = discord.add_guild(name="Shop", owner_id=ADMIN)
     vip = discord.add_role(guild.id, "VIP", position=2)
     high = discord.add_role(guild.id, "Mods", position=50)
     for user in (ADMIN, BUYER, FRIEND):
         discord.add_member(guild.id, user, dispatch=False)
-    bot = BotProcess(workdir, discord, stripe, [guild.id], extra=extra_config)
+    bot = BotProcess(workdir, discord, stripe, [guild.id], extra=extra_config, env=env)
     sender = WebhookSender(f"{bot.url}/webhooks/stripe", WEBHOOK_SECRET)
     try:
         await bot.start()

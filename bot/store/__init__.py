@@ -8,20 +8,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiosqlite
-
 from bot.clock import Clock
 from bot.store.api import ApiRepo
-from bot.store.base import Duplicate
 from bot.store.claims import ClaimAttemptRepo
+from bot.store.conn import Conn, Duplicate
 from bot.store.customers import CustomerRepo
-from bot.store.db import Database, DatabaseTooNew
+from bot.store.db import Database, DatabaseInUse, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.invoices import InvoiceRepo
 from bot.store.join_tokens import JoinTokenRepo
 from bot.store.notices import NoticeRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.panels import PanelRepo
+from bot.store.pg import DatabaseUnreachable, PgDatabase
 from bot.store.products import ProductRepo
 from bot.store.queue import JobRepo
 from bot.store.roles import RoleRepo
@@ -29,7 +28,7 @@ from bot.store.skus import SkuRepo
 from bot.store.stats import StatsRepo
 from bot.store.subscriptions import SubscriptionRepo
 
-__all__ = ["DatabaseTooNew", "Duplicate", "Store", "Tx"]
+__all__ = ["DatabaseInUse", "DatabaseTooNew", "DatabaseUnreachable", "Duplicate", "Store", "Tx"]
 
 INSTALL_ID = "install_id"
 
@@ -37,7 +36,7 @@ INSTALL_ID = "install_id"
 class Tx:
     """The repositories, all bound to one open transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Clock, install_id: str) -> None:
+    def __init__(self, conn: Conn, clock: Clock, install_id: str) -> None:
         self.conn = conn
         self.now = clock.now()
         #: This install's id (SPEC §3): carried by every Stripe reference, metadata and key.
@@ -68,16 +67,14 @@ class Tx:
         try:
             yield
         except Exception:
-            await self.conn.execute("ROLLBACK TO unit")
-            await self.conn.execute("RELEASE unit")
+            await self.conn.execute("ROLLBACK TO SAVEPOINT unit")
+            await self.conn.execute("RELEASE SAVEPOINT unit")
             raise
-        await self.conn.execute("RELEASE unit")
+        await self.conn.execute("RELEASE SAVEPOINT unit")
 
     async def get_meta(self, key: str) -> str | None:
-        row = await (
-            await self.conn.execute("SELECT value FROM meta WHERE key=?", (key,))
-        ).fetchone()
-        return None if row is None else row[0]
+        row = await self.conn.fetch_one("SELECT value FROM meta WHERE key=?", (key,))
+        return None if row is None else str(row[0])
 
     async def set_meta(self, key: str, value: str) -> None:
         await self.conn.execute(
@@ -88,10 +85,18 @@ class Tx:
 
 
 class Store:
-    """Owns the database; hands out transactions."""
+    """Owns the database; hands out transactions.
 
-    def __init__(self, path: Path, clock: Clock) -> None:
-        self.db = Database(path)
+    SQLite at `path` (one process), or PostgreSQL when `url` is set (`database.url`,
+    several processes; bot/store/pg.py). The repositories are the same code on both.
+    """
+
+    def __init__(self, path: Path, clock: Clock, *, url: str = "") -> None:
+        self.db: Database | PgDatabase
+        if url:
+            self.db = PgDatabase(url)
+        else:
+            self.db = Database(path)
         self.clock = clock
         #: Called after a transaction that made jobs due has committed (the worker's wake-up),
         #: so no caller has to remember to wake the worker itself.
@@ -110,6 +115,21 @@ class Store:
 
     async def close(self) -> None:
         await self.db.close()
+
+    @property
+    def dialect(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self.db.dialect
+
+    @property
+    def where(self) -> str:
+        """The database for messages: the SQLite path, or the URL without its password."""
+        return self.db.where
+
+    def hold_exclusively(self) -> None:
+        """For `shopbot run`: refuse (DatabaseInUse) when another process already serves
+        this SQLite file; PostgreSQL is meant to be shared."""
+        self.db.hold_exclusively()
 
     async def ping(self) -> bool:
         """The database answers a read (takes no write lock)."""

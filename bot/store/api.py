@@ -114,7 +114,7 @@ class ApiRepo(Repo):
         self, key_id: int, idempotency_key: str, request_hash: str, status: int, body: str
     ) -> None:
         """Record the answer; raises Duplicate when another request kept one first."""
-        await self._insert(
+        await self._changed(
             "INSERT INTO api_idempotency (api_key_id, idempotency_key, request_hash, status,"
             " body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (key_id, idempotency_key, request_hash, status, body, self.now_iso),
@@ -123,7 +123,7 @@ class ApiRepo(Repo):
     # external orders -----------------------------------------------------------------
 
     async def record_order(self, order_id: int, key_id: int, reference: str) -> None:
-        await self._insert(
+        await self._changed(
             "INSERT INTO api_orders (order_id, api_key_id, reference, created_at)"
             " VALUES (?, ?, ?, ?)",
             (order_id, key_id, reference, self.now_iso),

@@ -2,51 +2,51 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from bot.clock import iso
+from bot.store.conn import Conn, Duplicate, Params
 
-
-class Duplicate(Exception):
-    """A unique constraint refused the write (a name or code already taken); nothing changed."""
+__all__ = ["Duplicate", "Repo", "opt_iso"]
 
 
 class Repo:
-    """A repository bound to one connection and the transaction's `now`."""
+    """A repository bound to one connection (bot/store/conn.py) and the transaction's `now`.
 
-    def __init__(self, conn: aiosqlite.Connection, now: datetime) -> None:
+    SQL goes only through these helpers, in the subset SQLite and PostgreSQL share: `?`
+    placeholders, `ON CONFLICT … DO NOTHING/DO UPDATE`, no rowid, times as ISO text passed
+    from Python, `json_extract(text, '$.a.b')` / `json_each(text)` (PostgreSQL gets both
+    from its migration 0001, returning text: CAST where a number is compared).
+    """
+
+    def __init__(self, conn: Conn, now: datetime) -> None:
         self.conn = conn
         self.now = now
         self.now_iso = iso(now)
 
-    async def _one(self, sql: str, params: tuple[Any, ...] = ()) -> aiosqlite.Row | None:
-        rows = await self.conn.execute_fetchall(sql, params)  # one trip to the DB thread
-        return next(iter(rows), None)
+    async def _one(self, sql: str, params: Params = ()) -> Any | None:
+        return await self.conn.fetch_one(sql, params)
 
-    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
-        return list(await self.conn.execute_fetchall(sql, params))
+    async def _all(self, sql: str, params: Params = ()) -> list[Any]:
+        return await self.conn.fetch_all(sql, params)
 
-    async def _insert(self, sql: str, params: tuple[Any, ...]) -> int:
-        """Run an INSERT; return the new row id. Raises Duplicate for a taken unique value."""
-        cursor = await self._write(sql, params)
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+    async def _insert(self, sql: str, params: Params) -> int:
+        """Run an INSERT into a table with an `id`; return the new id. Raises Duplicate for a
+        taken unique value."""
+        new_id = await self.conn.insert(sql, params)
+        assert new_id is not None, "a plain INSERT always adds its row"
+        return new_id
 
-    async def _changed(self, sql: str, params: tuple[Any, ...]) -> int:
-        """Run an UPDATE/DELETE; return how many rows it changed. Raises Duplicate."""
-        return (await self._write(sql, params)).rowcount
+    async def _insert_new(self, sql: str, params: Params) -> int | None:
+        """An INSERT … ON CONFLICT DO NOTHING into a table with an `id`: the new id, or None
+        when the row was already there."""
+        return await self.conn.insert(sql, params)
 
-    async def _write(self, sql: str, params: tuple[Any, ...]) -> aiosqlite.Cursor:
-        try:
-            return await self.conn.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc):
-                raise Duplicate(str(exc)) from None
-            raise
+    async def _changed(self, sql: str, params: Params = ()) -> int:
+        """Run an UPDATE/DELETE (or an INSERT with no id wanted); how many rows it changed.
+        Raises Duplicate."""
+        return await self.conn.execute(sql, params)
 
 
 def opt_iso(moment: datetime | None) -> str | None:

@@ -22,7 +22,7 @@ class CustomerRepo(Repo):
 
     async def remember(self, user_id: int, customer_id: str) -> str:
         """Keep the first customer stored for the user; return the one that is kept."""
-        await self.conn.execute(
+        await self._changed(
             "INSERT INTO customers (user_id, stripe_customer_id, created_at) VALUES (?, ?, ?)"
             " ON CONFLICT (user_id) DO NOTHING",
             (user_id, customer_id, self.now_iso),

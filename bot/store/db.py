@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import IO
 
 import aiosqlite
+
+from bot.store.conn import SqliteConn
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +25,14 @@ class DatabaseTooNew(Exception):
     """The database was written by a newer shopbot than this one."""
 
 
-def _migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every bot/store/migrations/NNNN_name.sql, in order."""
+class DatabaseInUse(Exception):
+    """Another `shopbot run` already serves this SQLite file (one process per file)."""
+
+
+def _migrations(package: str = "bot.store.migrations") -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every NNNN_name.sql of the package, in order."""
     found = []
-    for entry in resources.files("bot.store.migrations").iterdir():
+    for entry in resources.files(package).iterdir():
         if entry.name.endswith(".sql"):
             number, _, name = entry.name.removesuffix(".sql").partition("_")
             found.append((int(number), name, entry.read_text(encoding="utf-8")))
@@ -37,9 +46,13 @@ class Database:
     coroutine is never interleaved with statements from another.
     """
 
+    dialect = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
+        self._seam: SqliteConn | None = None
+        self._process_lock: IO[str] | None = None
         self._lock = asyncio.Lock()
         #: Loop time since which another process has held the write lock (None: it has not).
         self.locked_since: float | None = None
@@ -59,16 +72,62 @@ class Database:
             await self._conn.execute(pragma)
         await self.migrate()
 
+    @property
+    def where(self) -> str:
+        """The database as the operator named it (for messages)."""
+        return str(self.path)
+
+    def hold_exclusively(self) -> None:
+        """Make this the only `shopbot run` on the file: SQLite has one writer on one machine,
+        so a second process would only fight over the write lock (and run every job twice).
+
+        An exclusive `flock` on `<db>.lock`, held until `close()` (or the process ends, even
+        by SIGKILL: the kernel drops it). Verbs that only read or copy the file (backup,
+        export, migrate) do not take it, so they work beside a running bot.
+        """
+        if str(self.path) == ":memory:" or self._process_lock is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise DatabaseInUse(
+                f"database {self.path} is in use by another shopbot run (pid {holder}); "
+                "SQLite serves one process: stop that one, or set database.url to a "
+                "PostgreSQL database to run several"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._process_lock = handle
+
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+            self._seam = None
+        if self._process_lock is not None:
+            self._process_lock.close()  # closing the file drops the flock
+            self._process_lock = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise RuntimeError("database is not open")
         return self._conn
+
+    @property
+    def seam(self) -> SqliteConn:
+        """The connection as repositories use it (bot/store/conn.py)."""
+        if self._seam is None or self._seam.raw is not self.conn:
+            self._seam = SqliteConn(self.conn)
+        return self._seam
 
     async def migrate(self) -> int:
         """Apply pending migrations in one transaction; return the new version."""
@@ -100,7 +159,7 @@ class Database:
             return latest
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[SqliteConn]:
         """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception, cancellation included).
 
         Another process holding the write lock past `busy_timeout` (a backup, the sqlite3
@@ -110,7 +169,7 @@ class Database:
         async with self._lock:
             try:
                 await self._begin_immediate()
-                yield self.conn
+                yield self.seam
             except BaseException:
                 await self._rollback()
                 raise
@@ -145,16 +204,16 @@ class Database:
     async def ping(self) -> bool:
         """A cheap read that takes no write lock (for /healthz)."""
         async with self.reading() as conn:
-            await conn.execute_fetchall("SELECT 1")
+            await conn.fetch_all("SELECT 1")
         return True
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def reading(self) -> AsyncIterator[SqliteConn]:
         """A consistent read (deferred transaction, no write lock taken)."""
         async with self._lock:
             try:
                 await self.conn.execute("BEGIN")
-                yield self.conn
+                yield self.seam
             finally:
                 await self._rollback()
 

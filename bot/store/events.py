@@ -16,12 +16,12 @@ class EventRepo(Repo):
 
     async def insert(self, event_id: str, event_type: str, created: int, payload: str) -> bool:
         """Store a new event; False when the id was already stored (a duplicate delivery)."""
-        cursor = await self.conn.execute(
+        changed = await self._changed(
             "INSERT INTO webhook_events (id, type, created, payload, status, received_at)"
             " VALUES (?, ?, ?, ?, 'received', ?) ON CONFLICT (id) DO NOTHING",
             (event_id, event_type, created, payload, self.now_iso),
         )
-        return cursor.rowcount > 0
+        return changed > 0
 
     async def get(self, event_id: str) -> WebhookEvent | None:
         row = await self._one("SELECT * FROM webhook_events WHERE id=?", (event_id,))
@@ -48,7 +48,7 @@ class EventRepo(Repo):
 
     async def retry_later(self, event_id: str, error: str, at: datetime) -> None:
         """A transient failure: count the attempt, keep the error, try again at `at`."""
-        await self.conn.execute(
+        await self._changed(
             "UPDATE webhook_events SET status='received', last_error=?, attempts=attempts+1,"
             " next_attempt_at=? WHERE id=?",
             (error, iso(at), event_id),
@@ -65,7 +65,7 @@ class EventRepo(Repo):
     async def mark(
         self, event_id: str, status: str, *, order_id: int | None = None, error: str | None = None
     ) -> None:
-        await self.conn.execute(
+        await self._changed(
             "UPDATE webhook_events SET status=?, order_id=COALESCE(?, order_id), last_error=?,"
             " attempts=attempts+1, processed_at=?, next_attempt_at=NULL WHERE id=?",
             (status, order_id, error, self.now_iso, event_id),
@@ -106,7 +106,7 @@ class AuditRepo(Repo):
         actor_id: int | None = None,
         **detail: Any,
     ) -> None:
-        await self.conn.execute(
+        await self._changed(
             "INSERT INTO audit_log (guild_id, user_id, actor_id, kind, detail, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (guild_id, user_id, actor_id, kind, json.dumps(detail, default=str), self.now_iso),
@@ -115,9 +115,10 @@ class AuditRepo(Repo):
     async def latest_of_order(self, kind: str, order_id: int) -> AuditEntry | None:
         """The newest entry of this kind whose detail names the order (None: there is none)."""
         row = await self._one(
-            "SELECT * FROM audit_log WHERE kind=? AND json_extract(detail, '$.order_id')=?"
+            "SELECT * FROM audit_log WHERE kind=?"
+            " AND CAST(json_extract(detail, '$.order_id') AS TEXT) = ?"
             " ORDER BY id DESC LIMIT 1",
-            (kind, order_id),
+            (kind, str(order_id)),
         )
         return None if row is None else AuditEntry.from_row(row)
 

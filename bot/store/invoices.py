@@ -16,7 +16,7 @@ class InvoiceRepo(Repo):
         self, invoice_id: str, subscription_id: str, amount_paid: int, paid_at: datetime
     ) -> None:
         """Note a paid invoice of a subscription (ignored if already noted)."""
-        await self.conn.execute(
+        await self._changed(
             "INSERT INTO invoices (stripe_invoice_id, stripe_subscription_id, amount_paid,"
             " paid_at, recorded_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (stripe_invoice_id) DO NOTHING",
@@ -27,7 +27,7 @@ class InvoiceRepo(Repo):
         """The newest paid invoice of the subscription that took money (trials take none)."""
         row = await self._one(
             "SELECT * FROM invoices WHERE stripe_subscription_id=? AND amount_paid > 0"
-            " ORDER BY paid_at DESC, rowid DESC LIMIT 1",
+            " ORDER BY paid_at DESC, recorded_at DESC, stripe_invoice_id DESC LIMIT 1",
             (subscription_id,),
         )
         return None if row is None else PaidInvoice.from_row(row)
@@ -36,7 +36,7 @@ class InvoiceRepo(Repo):
         self, payment_intent_id: str, invoice_id: str, subscription_id: str | None
     ) -> None:
         """Note that the payment intent paid the invoice (of that subscription, if any)."""
-        await self.conn.execute(
+        await self._changed(
             "INSERT INTO invoice_payments (stripe_payment_intent_id, stripe_invoice_id,"
             " stripe_subscription_id, recorded_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (stripe_payment_intent_id, stripe_invoice_id) DO NOTHING",
@@ -56,7 +56,7 @@ class InvoiceRepo(Repo):
         row = await self._one(
             "SELECT stripe_subscription_id FROM invoice_payments"
             " WHERE stripe_payment_intent_id=? AND stripe_subscription_id IS NOT NULL"
-            " ORDER BY rowid LIMIT 1",
+            " ORDER BY recorded_at, stripe_invoice_id LIMIT 1",
             (payment_intent_id,),
         )
         return None if row is None else str(row[0])

@@ -23,7 +23,7 @@ class JoinTokenRepo(Repo):
     """One row per web order that may add its buyer to the server."""
 
     async def put(self, order_id: int, user_id: int, ciphertext: str, expires_at: datetime) -> None:
-        await self._write(
+        await self._changed(
             "INSERT INTO join_tokens (order_id, user_id, ciphertext, expires_at, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (order_id, user_id, ciphertext, opt_iso(expires_at), self.now_iso),

@@ -31,9 +31,9 @@ class NoticeRepo(Repo):
     async def set_log_channel(self, guild_id: int, channel_id: int | None, actor_id: int) -> None:
         """Set (or, with None, turn off) the guild's log channel."""
         if channel_id is None:
-            await self.conn.execute("DELETE FROM log_channels WHERE guild_id=?", (guild_id,))
+            await self._changed("DELETE FROM log_channels WHERE guild_id=?", (guild_id,))
             return
-        await self.conn.execute(
+        await self._changed(
             "INSERT INTO log_channels (guild_id, channel_id, set_by, updated_at)"
             " VALUES (?, ?, ?, ?) ON CONFLICT (guild_id) DO UPDATE SET"
             " channel_id=excluded.channel_id, set_by=excluded.set_by,"
@@ -45,12 +45,12 @@ class NoticeRepo(Repo):
         self, guild_id: int, kind: str, text: str, *, key: str | None, retry_job_id: int | None
     ) -> bool:
         """Queue a notice; False when `key` was queued before (nothing written)."""
-        cursor = await self.conn.execute(
+        changed = await self._changed(
             "INSERT INTO log_notices (guild_id, kind, text, dedupe_key, retry_job_id,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (guild_id, kind, text, key, retry_job_id, self.now_iso),
         )
-        return bool(cursor.rowcount)
+        return changed > 0
 
     async def unsent(self, guild_id: int, limit: int = 500) -> list[LogNotice]:
         """The guild's notices not posted yet, oldest first."""
@@ -70,7 +70,7 @@ class NoticeRepo(Repo):
 
     async def mark_sent(self, ids: list[int]) -> None:
         marks = ", ".join("?" for _ in ids)
-        await self.conn.execute(
+        await self._changed(
             f"UPDATE log_notices SET sent_at=? WHERE id IN ({marks})",  # noqa: S608
             (self.now_iso, *ids),
         )

@@ -233,7 +233,7 @@ class EntitlementRepo(Repo):
 
     async def record_grant(self, entitlement: Entitlement, role_id: int) -> None:
         """Note in the ledger that the bot gave this role for this entitlement."""
-        await self.conn.execute(
+        await self._changed(
             "INSERT INTO role_grants (guild_id, user_id, role_id, entitlement_id, status,"
             " granted_at) VALUES (?, ?, ?, ?, 'granted', ?)"
             " ON CONFLICT (entitlement_id, role_id) DO UPDATE SET status='granted',"
@@ -257,7 +257,7 @@ class EntitlementRepo(Repo):
         return (
             await self._changed(
                 "UPDATE entitlements SET status=?, end_reason=?, updated_at=?"
-                " WHERE id=? AND status=? AND end_reason IS ?",
+                " WHERE id=? AND status=? AND COALESCE(end_reason, '') = COALESCE(?, '')",
                 (status, end_reason, self.now_iso, entitlement_id, *expected),
             )
             > 0

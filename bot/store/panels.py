@@ -26,7 +26,7 @@ class PanelRepo(Repo):
             (guild_id, channel_id, message_id, title, created_by, self.now_iso, self.now_iso),
         )
         for position, product_id in enumerate(product_ids):
-            await self._insert(
+            await self._changed(
                 "INSERT INTO shop_panel_products (panel_id, product_id, position) VALUES (?, ?, ?)",
                 (panel_id, product_id, position),
             )

@@ -101,7 +101,7 @@ class ProductRepo(Repo):
 
     async def archive(self, product_id: int) -> None:
         """Hide the product for good; orders and entitlements keep pointing at it."""
-        await self.conn.execute(
+        await self._changed(
             "UPDATE products SET archived=1, active=0, updated_at=? WHERE id=?",
             (self.now_iso, product_id),
         )
@@ -122,7 +122,7 @@ class ProductRepo(Repo):
 
     async def return_stock(self, product_id: int) -> None:
         """Give back one unit reserved by an order that was never paid."""
-        await self.conn.execute(
+        await self._changed(
             "UPDATE products SET stock = stock + 1 WHERE id=? AND stock IS NOT NULL", (product_id,)
         )
 
@@ -199,18 +199,18 @@ class ProductRepo(Repo):
 
     async def remove_action(self, action_id: int) -> None:
         """Soft-delete: jobs already queued keep pointing at it."""
-        await self.conn.execute("UPDATE actions SET removed=1 WHERE id=?", (action_id,))
+        await self._changed("UPDATE actions SET removed=1 WHERE id=?", (action_id,))
 
     # license keys --------------------------------------------------------------------
 
     async def add_license_key(self, product_id: int, key: str) -> bool:
         """Store a key; False if the product already has it."""
-        cursor = await self.conn.execute(
+        changed = await self._changed(
             "INSERT INTO license_keys (product_id, key, created_at) VALUES (?, ?, ?)"
             " ON CONFLICT (product_id, key) DO NOTHING",
             (product_id, key, self.now_iso),
         )
-        return cursor.rowcount > 0
+        return changed > 0
 
     async def reserve_license(self, product_id: int, order_id: int) -> bool:
         """Set aside the oldest free key for an order at checkout (not delivered yet).
@@ -233,7 +233,7 @@ class ProductRepo(Repo):
 
     async def release_license(self, order_id: int) -> None:
         """An unpaid order gives back the key it held, unless that key was delivered."""
-        await self.conn.execute(
+        await self._changed(
             "UPDATE license_keys SET order_id=NULL WHERE order_id=? AND delivered_at IS NULL",
             (order_id,),
         )
@@ -246,7 +246,7 @@ class ProductRepo(Repo):
         """
         if not await self.reserve_license(product_id, order_id):
             return None
-        await self.conn.execute(
+        await self._changed(
             "UPDATE license_keys SET delivered_at=? WHERE order_id=? AND delivered_at IS NULL",
             (self.now_iso, order_id),
         )

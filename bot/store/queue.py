@@ -36,7 +36,7 @@ class JobRepo(Repo):
         """Queue a job due now (or at `due_at`). Returns its id, or None when the unique
         indexes refuse it: `dedupe_key` was queued before, or a job with `open_key` is
         pending or running."""
-        cursor = await self.conn.execute(
+        job_id = await self._insert_new(
             "INSERT INTO delivery_jobs (guild_id, user_id, kind, order_id, entitlement_id,"
             " action_id, payload, dedupe_key, open_key, status, next_attempt_at, expires_at,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
@@ -57,10 +57,10 @@ class JobRepo(Repo):
                 self.now_iso,
             ),
         )
-        if not cursor.rowcount:
+        if job_id is None:
             return None
         self.queued += 1
-        return cursor.lastrowid
+        return job_id
 
     async def get(self, job_id: int) -> Job | None:
         row = await self._one("SELECT * FROM delivery_jobs WHERE id=?", (job_id,))
@@ -120,11 +120,11 @@ class JobRepo(Repo):
         waiting_for_member: bool = False,
     ) -> None:
         """Close the attempt and move the job to its next status."""
-        await self.conn.execute(
+        await self._changed(
             "UPDATE job_attempts SET finished_at=?, outcome=?, error=? WHERE id=?",
             (self.now_iso, outcome, error, attempt_id),
         )
-        await self.conn.execute(
+        await self._changed(
             "UPDATE delivery_jobs SET status=?, last_error=?, next_attempt_at=?,"
             " waiting_for_member=?, updated_at=? WHERE id=?",
             (

@@ -30,7 +30,7 @@ class RoleRepo(Repo):
             " JOIN actions a ON a.product_id = e.product_id AND a.type = 'grant_role'"
             " AND a.stage = 'on_purchase' AND a.removed = 0 AND a.role_id IS NOT NULL"
             " WHERE e.guild_id = ? AND e.status = 'active'"
-            " AND e.user_id IN (SELECT value FROM json_each(?)) ORDER BY e.id",
+            " AND e.user_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) ORDER BY e.id",
             (guild_id, json.dumps(user_ids)),
         )
         return [WantedRole(*row) for row in rows]
@@ -41,7 +41,7 @@ class RoleRepo(Repo):
             "SELECT rg.user_id, rg.role_id FROM role_grants rg"
             " JOIN entitlements e ON e.id = rg.entitlement_id"
             " WHERE rg.guild_id = ? AND rg.status = 'granted' AND e.status != 'active'"
-            " AND rg.user_id IN (SELECT value FROM json_each(?))",
+            " AND rg.user_id IN (SELECT CAST(value AS BIGINT) FROM json_each(?))",
             (guild_id, json.dumps(user_ids)),
         )
         return {(row[0], row[1]) for row in rows}
@@ -69,9 +69,9 @@ class RoleRepo(Repo):
 
     async def start_screening(self, guild_id: int, user_id: int) -> None:
         """The member joined but has not passed membership screening yet."""
-        await self.conn.execute(
-            "INSERT OR REPLACE INTO pending_screening (guild_id, user_id, joined_at)"
-            " VALUES (?, ?, ?)",
+        await self._changed(
+            "INSERT INTO pending_screening (guild_id, user_id, joined_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (guild_id, user_id) DO UPDATE SET joined_at = excluded.joined_at",
             (guild_id, user_id, self.now_iso),
         )
 

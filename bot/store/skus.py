@@ -202,7 +202,7 @@ class SkuRepo(Repo):
 
     async def record_order(self, entitlement_id: int, guild_id: int, order_id: int) -> None:
         """The order this entitlement made in this guild. Raises Duplicate if it has one."""
-        await self._insert(
+        await self._changed(
             "INSERT INTO sku_orders (entitlement_id, guild_id, order_id) VALUES (?, ?, ?)",
             (entitlement_id, guild_id, order_id),
         )

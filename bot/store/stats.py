@@ -80,13 +80,13 @@ class StatsRepo(Repo):
             "SELECT substr(o.paid_at, 1, 10), o.product_id, p.name, o.currency, SUM(o.amount)"
             " FROM orders o JOIN products p ON p.id = o.product_id"
             " WHERE o.guild_id=? AND o.stripe_subscription_id IS NULL AND o.paid_at >= ?"
-            " AND o.status IN ('paid', 'refunded', 'disputed') GROUP BY 1, 2, 4"
+            " AND o.status IN ('paid', 'refunded', 'disputed') GROUP BY 1, 2, 3, 4"
             " UNION ALL"
             " SELECT substr(i.paid_at, 1, 10), o.product_id, p.name, o.currency,"
             " SUM(i.amount_paid) FROM invoices i"
             " JOIN orders o ON o.stripe_subscription_id = i.stripe_subscription_id"
             " JOIN products p ON p.id = o.product_id"
-            " WHERE o.guild_id=? AND i.paid_at >= ? GROUP BY 1, 2, 4 ORDER BY 1",
+            " WHERE o.guild_id=? AND i.paid_at >= ? GROUP BY 1, 2, 3, 4 ORDER BY 1",
             (guild_id, start, guild_id, start),
         )
         sold = await self._all(
@@ -148,9 +148,10 @@ class StatsRepo(Repo):
             return []
         wanted = json.dumps(order_ids)
         rows = await self._all(
-            "SELECT json_extract(detail, '$.order_id'), created_at, kind,"
+            "SELECT CAST(json_extract(detail, '$.order_id') AS BIGINT), created_at, kind,"
             " json_extract(detail, '$.event_id') FROM audit_log"
-            " WHERE json_extract(detail, '$.order_id') IN (SELECT value FROM json_each(?))"
+            " WHERE CAST(json_extract(detail, '$.order_id') AS TEXT)"
+            " IN (SELECT CAST(value AS TEXT) FROM json_each(?))"
             " AND json_extract(detail, '$.event_id') IS NOT NULL"
             " UNION ALL"
             " SELECT o.id, r.recorded_at, r.kind, r.event_id FROM payment_reversals r"
@@ -159,7 +160,7 @@ class StatsRepo(Repo):
             " JOIN orders o ON o.stripe_payment_intent_id = r.stripe_payment_intent_id"
             " OR (ip.stripe_subscription_id IS NOT NULL"
             " AND o.stripe_subscription_id = ip.stripe_subscription_id)"
-            " WHERE o.id IN (SELECT value FROM json_each(?)) ORDER BY 2",
+            " WHERE o.id IN (SELECT CAST(value AS BIGINT) FROM json_each(?)) ORDER BY 2",
             (wanted, wanted),
         )
         return [OrderEvent(int(r[0]), parse_iso(r[1]), r[2], str(r[3])) for r in rows]

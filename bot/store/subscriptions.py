@@ -17,7 +17,7 @@ class SubscriptionRepo(Repo):
 
     async def save(self, sub: Subscription) -> None:
         """Insert or overwrite the whole row (the caller merged it inside this transaction)."""
-        await self.conn.execute(
+        await self._changed(
             "INSERT INTO subscriptions (stripe_subscription_id, status, cancel_at_period_end,"
             " current_period_end, paid_through, ended_at, last_event_created, last_event_id,"
             " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -54,13 +54,13 @@ class SubscriptionRepo(Repo):
         self, payment_intent_id: str, kind: str, object_id: str, event_id: str, created: int
     ) -> bool:
         """Note a full refund / dispute of a payment; False if that kind was already noted."""
-        cursor = await self.conn.execute(
+        changed = await self._changed(
             "INSERT INTO payment_reversals (stripe_payment_intent_id, kind, stripe_object_id,"
             " event_id, created, recorded_at) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (stripe_payment_intent_id, kind) DO NOTHING",
             (payment_intent_id, kind, object_id, event_id, created, self.now_iso),
         )
-        return cursor.rowcount > 0
+        return changed > 0
 
     async def reversals(self, payment_intent_id: str) -> list[PaymentReversal]:
         """Reversals of one payment intent, refunds before disputes."""

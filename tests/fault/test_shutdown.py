@@ -37,7 +37,7 @@ async def test_task_cancelled_around_begin_leaves_the_database_usable(tmp_path: 
                     await db.conn.execute("ROLLBACK")  # so the next case starts clean
         assert not broken, "\n".join(broken)
         async with db.reading() as conn:
-            rows = await (await conn.execute("SELECT COUNT(*) FROM meta")).fetchone()
+            rows = await conn.fetch_one("SELECT COUNT(*) FROM meta")
         assert rows[0] == 8
     finally:
         await db.close()

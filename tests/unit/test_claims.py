@@ -120,7 +120,7 @@ async def test_claim_attempt_limit(world: World) -> None:
     recorded = world.rows("SELECT COUNT(*) FROM claim_attempts")
 
     # A restart: a new store and services on the same file.
-    store = Store(world.settings.database.path, world.clock)
+    store = Store(world.settings.database.path, world.clock, url=world.settings.database.url_value)
     await store.open()
     try:
         members = build_services(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.log import RedactSecrets
 
 GOOD = """
 [discord]
@@ -76,3 +78,23 @@ def test_example_config_is_complete(tmp_path: Path) -> None:
         for key in type(model).model_fields:
             alias = type(model).model_fields[key].alias or key
             assert f"\n{alias} =" in text, f"{section}.{alias} missing from config.example.toml"
+
+
+def test_database_url_selects_postgresql_and_its_password_stays_secret(tmp_path: Path) -> None:
+    """database.url (SPEC §2): a postgresql:// URL, a secret like the tokens: not in repr,
+    shown as *** in messages, scrubbed from log lines; anything else is one clear line."""
+    path = tmp_path / "config.toml"
+    url = "postgresql://shop:hunter2-secret@db.internal:5432/shop"
+    path.write_text(GOOD + f'[database]\nurl = "{url}"\n')
+    settings = load_settings(path)
+    assert settings.database.url_value == url
+    assert settings.database.where() == "postgresql://shop:***@db.internal:5432/shop"
+    assert "hunter2-secret" not in repr(settings) + settings.model_dump_json()
+    record = logging.LogRecord("x", logging.INFO, "f", 1, "connecting to %s", (url,), None)
+    RedactSecrets(settings.secrets()).filter(record)
+    assert "hunter2-secret" not in record.getMessage()
+    for bad in ("mysql://x/y", "postgresql://host-without-db", "postgresql://h:99999/db"):
+        path.write_text(GOOD + f'[database]\nurl = "{bad}"\n')
+        with pytest.raises(ConfigError, match=r"^database\.url: ") as raised:
+            load_settings(path)
+        assert "\n" not in str(raised.value)

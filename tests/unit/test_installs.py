@@ -28,7 +28,7 @@ from tests.unit.world import (
 async def other(world: World, tmp_path: Path) -> AsyncIterator[Services]:
     """Install B: its own database, the same Stripe account (and clock) as `world` (A)."""
     settings = make_settings(world.stripe, tmp_path / "b.db")
-    store = Store(settings.database.path, world.clock)
+    store = Store(settings.database.path, world.clock, url=settings.database.url_value)
     await store.open()
     payments = StripeGateway(world.stripe.secret_key, SECRET, world.stripe.api_base)
     try:

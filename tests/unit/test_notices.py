@@ -218,7 +218,9 @@ async def test_reminders_arrive_once_each_across_a_restart_and_a_clock_jump(
 
     # A restart: a second set of services over the same database file.
     await world.store.close()
-    world.store = Store(world.settings.database.path, world.clock)
+    world.store = Store(
+        world.settings.database.path, world.clock, url=world.settings.database.url_value
+    )
     await world.store.open()
     services = build_services(
         world.settings, world.store, world.inbox.payments, world.clock, world.discord

@@ -10,6 +10,7 @@ import pytest
 
 from bot.clock import FrozenClock
 from bot.store import DatabaseTooNew, Duplicate, Store
+from bot.store.db import _migrations
 
 
 async def open_store(path: Path) -> Store:
@@ -23,9 +24,9 @@ async def test_migrates_and_sets_pragmas(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "a" / "shop.db")
     try:
         async with store.reading() as tx:
-            version = (await (await tx.conn.execute("PRAGMA user_version")).fetchone())[0]
-            mode = (await (await tx.conn.execute("PRAGMA journal_mode")).fetchone())[0]
-            fks = (await (await tx.conn.execute("PRAGMA foreign_keys")).fetchone())[0]
+            version = (await tx.conn.fetch_one("PRAGMA user_version"))[0]
+            mode = (await tx.conn.fetch_one("PRAGMA journal_mode"))[0]
+            fks = (await tx.conn.fetch_one("PRAGMA foreign_keys"))[0]
         assert version >= 1
         assert mode == "wal"
         assert fks == 1
@@ -144,3 +145,12 @@ async def test_sql_from_keyword_names_is_whitelisted(tmp_path: Path) -> None:
             assert [p.name for p in await tx.products.list(1)] == ["Gold"]
     finally:
         await store.close()
+
+
+def test_every_sqlite_migration_has_a_postgresql_twin() -> None:
+    """A migration added for SQLite only would leave PostgreSQL databases behind: each
+    bot/store/migrations/NNNN_name.sql needs bot/store/migrations_pg/NNNN_name.sql."""
+    sqlite = [(number, name) for number, name, _ in _migrations("bot.store.migrations")]
+    postgresql = [(number, name) for number, name, _ in _migrations("bot.store.migrations_pg")]
+    assert sqlite == postgresql
+    assert [number for number, _ in sqlite] == list(range(1, len(sqlite) + 1))

@@ -3,16 +3,20 @@ the real SDK) and a recording fake of the Discord port. The `world` fixture of t
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest_asyncio
 
 from bot.api.directory import ChannelInfo, RoleInfo
@@ -247,27 +251,53 @@ class World:
         return order
 
     def rows(self, sql: str, path: Path | None = None) -> list[Any]:
-        with sqlite3.connect(path or self.store.db.path) as conn:
+        """Rows of a query straight from the database, past the store (`?` placeholders
+        are not used; on PostgreSQL the same SQL runs there)."""
+        if path is None and self.store.dialect == "postgresql":
+            return pg_rows(self.settings.database.url_value, sql)
+        with sqlite3.connect(path or self.store.db.path) as conn:  # type: ignore[union-attr]
             return list(conn.execute(sql))
 
 
-def make_settings(fake: FakeStripe, db: Path) -> Settings:
+def pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run one query on its own connection in a thread (World.rows is synchronous)."""
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(record.values()) for record in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, fetch()).result()
+
+
+def make_settings(fake: FakeStripe, db: Path, database_url: str = "") -> Settings:
     return Settings(
         discord={"token": "t"},
         stripe={"secret_key": fake.secret_key, "webhook_secret": SECRET, "api_base": fake.api_base},
         http={"public_url": "https://shop.test"},
-        database={"path": db},
+        database={"path": db, "url": database_url},
     )
 
 
 @pytest_asyncio.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
+    """On SQLite in tmp_path (tests/pg/conftest.py gives the same World on PostgreSQL)."""
+    async with open_world(tmp_path) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def open_world(tmp_path: Path, database_url: str = "") -> AsyncIterator[World]:
+    """A World on SQLite in tmp_path, or on the PostgreSQL database at `database_url`."""
     stripe_clock = FakeClock()
     clock = FrozenClock(datetime.fromtimestamp(stripe_clock.now, UTC))
     fake = FakeStripe(secret_key="sk_test_fake", clock=stripe_clock)
     await fake.start()
-    settings = make_settings(fake, tmp_path / "shop.db")
-    store = Store(settings.database.path, clock)
+    settings = make_settings(fake, tmp_path / "shop.db", database_url)
+    store = Store(settings.database.path, clock, url=database_url)
     await store.open()
     payments = StripeGateway(fake.secret_key, SECRET, fake.api_base)
     discord = RecordingDiscord()
