@@ -18,6 +18,7 @@ from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.invoices import InvoiceRepo
 from bot.store.join_tokens import JoinTokenRepo
+from bot.store.licenses import LicenseRepo
 from bot.store.notices import NoticeRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.panels import PanelRepo
@@ -26,6 +27,7 @@ from bot.store.queue import JobRepo
 from bot.store.roles import RoleRepo
 from bot.store.stats import StatsRepo
 from bot.store.subscriptions import SubscriptionRepo
+from bot.store.webhooks import WebhookRepo
 
 __all__ = ["DatabaseTooNew", "Duplicate", "Store", "Tx"]
 
@@ -55,6 +57,8 @@ class Tx:
         self.panels = PanelRepo(conn, self.now)
         self.join_tokens = JoinTokenRepo(conn, self.now)
         self.notices = NoticeRepo(conn, self.now)
+        self.licenses = LicenseRepo(conn, self.now)
+        self.webhooks = WebhookRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
