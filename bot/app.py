@@ -90,6 +90,7 @@ class ShopBot(commands.Bot):
         self.actions, self.reports = services.actions, services.reports
         self.admin_ops = services.admin_ops
         self.panels = services.panels
+        self.licenses = services.licenses
         self._watch_member_updates()
         self._watch_gateway()
         for extension in EXTENSIONS:

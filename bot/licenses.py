@@ -161,14 +161,19 @@ class LicenseService:
             await tx.audit.add("license.bound", license_id=facts.license_id, hwid=hwid)
             return check
 
-    async def reset(self, key: str, actor_id: int | None = None) -> bool:
-        """Unbind every device of the handed-out `key`; False when no order holds that key."""
+    async def reset(
+        self, key: str, guild_id: int | None = None, actor_id: int | None = None
+    ) -> bool:
+        """Unbind every device of the handed-out `key` (of a product of `guild_id`, when
+        given); False when no order holds such a key (nothing changed)."""
         key = key.strip()
         if not key or len(key) > MAX_KEY:
             return False
         async with self.store.transaction() as tx:
-            unbound = await tx.licenses.unbind_all(key)
+            unbound = await tx.licenses.unbind_all(key, guild_id)
             if unbound is None:
                 return False
-            await tx.audit.add("license.reset", actor_id=actor_id, devices=unbound)
+            await tx.audit.add(
+                "license.reset", guild_id=guild_id, actor_id=actor_id, devices=unbound
+            )
         return True

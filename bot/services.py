@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.delivery import DeliveryWorker, DiscordActions
 from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
+from bot.licenses import LicenseService
 from bot.lifecycle import Lifecycle
 from bot.membership import MemberService
 from bot.notices import Notices
@@ -32,6 +33,7 @@ from bot.shop import ShopService
 from bot.store import Store
 from bot.stripe_sync import StripeSync
 from bot.vault import Vault
+from bot.webhooks_out import WebhookService
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,8 @@ class Services:
     stripe_sync: StripeSync
     panels: PanelService
     notices: Notices
+    licenses: LicenseService
+    webhooks: WebhookService
 
 
 def build_services(
@@ -110,4 +114,6 @@ def build_services(
         stripe_sync=StripeSync(store, payments, inbox, domain.dispatcher, clock, interval),
         panels=PanelService(store, shop, discord),
         notices=Notices(settings, store, domain.planner),
+        licenses=LicenseService(store, clock),
+        webhooks=WebhookService(store),
     )

@@ -79,14 +79,18 @@ class LicenseRepo(Repo):
             (license_id, hwid, self.now_iso, self.now_iso),
         )
 
-    async def unbind_all(self, key: str) -> int | None:
-        """Forget every device bound to the handed-out key `key`; None when there is no such
-        key, else how many were unbound."""
-        row = await self._one(
-            "SELECT id FROM license_keys WHERE key=? AND delivered_at IS NOT NULL"
-            " ORDER BY id LIMIT 1",
-            (key,),
+    async def unbind_all(self, key: str, guild_id: int | None = None) -> int | None:
+        """Forget every device bound to the handed-out key `key` (of a product of
+        `guild_id`, when given); None when there is no such key, else how many were
+        unbound."""
+        sql = (
+            "SELECT k.id FROM license_keys AS k JOIN products AS p ON p.id = k.product_id"
+            " WHERE k.key=? AND k.delivered_at IS NOT NULL"
         )
+        params: tuple[object, ...] = (key,)
+        if guild_id is not None:
+            sql, params = sql + " AND p.guild_id=?", (*params, guild_id)
+        row = await self._one(sql + " ORDER BY k.id LIMIT 1", params)
         if row is None:
             return None
         return await self._changed("DELETE FROM license_devices WHERE license_id=?", (row[0],))
