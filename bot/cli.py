@@ -18,11 +18,12 @@ from bot.config import (
 from bot.errors import ConfigError
 from bot.log import setup_logging
 from bot.store import DatabaseTooNew, Store
+from bot.webhooks_out import WebhookInputError, WebhookService
 
 log = logging.getLogger("shopbot")
 
 #: Verbs that only touch the database: they need no Discord or Stripe keys.
-LOCAL_VERBS = frozenset({"migrate", "backup", "export", "api-key"})
+LOCAL_VERBS = frozenset({"migrate", "backup", "export", "api-key", "webhook"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     events = verb("events", "Stripe events")
     events.add_argument("action", choices=["replay", "retry"])
     events.add_argument("--since", help="replay: ISO 8601, e.g. 2026-11-01T00:00:00Z")
+    webhook = verb("webhook", "outbound webhook endpoints (integration API events)")
+    hooks = webhook.add_subparsers(dest="webhook_action", required=True)
+    create = hooks.add_parser(
+        "create", help="add an endpoint; prints its signing secret once", parents=[common]
+    )
+    create.add_argument("--url", required=True, help="http(s) URL that receives the POSTs")
+    create.add_argument(
+        "--events", required=True, help="comma-separated, e.g. order.paid,access.ended"
+    )
+    hooks.add_parser("list", help="endpoints and whether they are enabled", parents=[common])
+    delete = hooks.add_parser("delete", help="remove an endpoint", parents=[common])
+    delete.add_argument("id", type=int)
+    deliveries = hooks.add_parser(
+        "deliveries", help="an endpoint's latest delivery attempts", parents=[common]
+    )
+    deliveries.add_argument("id", type=int)
     return parser
 
 
@@ -151,6 +168,11 @@ async def _local(settings: LocalSettings, args: argparse.Namespace) -> int:
     store = Store(settings.database.path, SystemClock())
     try:
         await store.open()
+        if args.verb == "webhook":
+            try:
+                return await _webhook(WebhookService(store), args)
+            except WebhookInputError as exc:
+                return _fail(str(exc))
         if args.verb == "backup":
             await maintenance.backup(store, Path(args.path))
             print(f"backed up {settings.database.path} to {args.path}")
@@ -162,6 +184,39 @@ async def _local(settings: LocalSettings, args: argparse.Namespace) -> int:
         return _fail(f"{args.verb} failed: {type(exc).__name__}: {exc}")
     finally:
         await store.close()
+    return 0
+
+
+async def _webhook(service: WebhookService, args: argparse.Namespace) -> int:
+    """webhook create|list|delete|deliveries (database only, no tokens needed)."""
+    action = args.webhook_action
+    if action == "create":
+        endpoint, secret = await service.create(args.url, args.events)
+        print(f"endpoint {endpoint.id}: {endpoint.url} ({', '.join(endpoint.events)})")
+        print(f"signing secret (shown only now): {secret}")
+        return 0
+    if action == "list":
+        endpoints = await service.list()
+        for e in endpoints:
+            state = "enabled" if e.enabled else f"disabled ({e.disabled_reason or 'by hand'})"
+            print(f"{e.id}\t{e.url}\t{','.join(e.events)}\t{state}\t{e.created_at.isoformat()}")
+        if not endpoints:
+            print("no webhook endpoints")
+        return 0
+    if action == "delete":
+        if not await service.delete(args.id):
+            return _fail(f"no webhook endpoint {args.id}")
+        print(f"deleted webhook endpoint {args.id}")
+        return 0
+    attempts = await service.deliveries(args.id)
+    if attempts is None:
+        return _fail(f"no webhook endpoint {args.id}")
+    for a in attempts:
+        result = str(a.status_code) if a.status_code is not None else "-"
+        when = a.attempted_at.isoformat()
+        print(f"{when}\t{a.event_type}\t{a.event_id}\t{result}\t{a.error or 'ok'}")
+    if not attempts:
+        print("no deliveries yet")
     return 0
 
 
