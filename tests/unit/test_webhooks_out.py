@@ -182,3 +182,36 @@ async def test_webhook_delivery_failed_and_dispute_events(world: World, receiver
     ]
     assert "Missing Permissions" in events[0]["data"]["error"]
     assert events[1]["data"]["order_id"] == order.id
+
+
+async def test_webhook_subscription_renewed_payment_failed_and_access_events(
+    world: World, receiver: Receiver
+) -> None:
+    """A subscription's life as events: access.granted, subscription.renewed,
+    subscription.payment_failed, access.ended (canceled); each once."""
+    await world.services.webhooks.create(
+        receiver.url,
+        "access.granted,access.ended,subscription.renewed,subscription.payment_failed",
+    )
+    await add_product(world, "Pro", kind="subscription", interval="month")
+    order = await buy(world, "pro")
+    sub_id = order.stripe_subscription_id or ""
+    world.advance(days=31)
+    world.stripe.renew_subscription(sub_id)
+    await world.flush()
+    world.advance(days=28)
+    world.stripe.fail_invoice(sub_id)
+    await world.flush()
+    world.stripe.cancel_subscription(sub_id)
+    await world.flush()
+    await world.flush()  # nothing new: no event twice
+    await world.run_jobs()
+    events = events_of(receiver)
+    assert [e["type"] for e in events] == [
+        "access.granted",
+        "subscription.renewed",
+        "subscription.payment_failed",
+        "access.ended",
+    ]
+    assert events[1]["data"]["subscription_id"] == sub_id
+    assert events[3]["data"]["reason"] == "canceled"
