@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from bot.config import Settings
 from bot.messages import access_ended_text
 from bot.models import Entitlement, EntitlementStatus, Order, Stage
-from bot.planning import Keys, Planner
+from bot.planning import Keys, Planner, entitlement_data
 from bot.store import Tx
 
 
@@ -118,6 +118,12 @@ class Access:
                 key=f"entitlement:{current.id}:log:ended:{ending.reason}:c{current.cycle}",
             )
         if changed:
+            await planner.webhook(
+                tx,
+                "access.ended",
+                f"entitlement:{current.id}:ended:{current.end_reason}:c{current.cycle}",
+                entitlement_data(current),
+            )
             await tx.audit.add(
                 "entitlement.end",
                 guild_id=current.guild_id,

@@ -10,7 +10,7 @@ from bot.config import Settings
 from bot.errors import Conflict, InvalidInput, NotFound, PaymentError
 from bot.models import Entitlement, EntitlementStatus, OrderStatus, PaidInvoice, Stage
 from bot.payments import PaymentGateway
-from bot.planning import Keys, Planner
+from bot.planning import Keys, Planner, entitlement_data
 from bot.shop import ShopService
 from bot.store import Store
 
@@ -63,6 +63,12 @@ class AdminOps:
                 ends_at=ends_at,
             )
             await self.planner.stage(tx, None, product, user_id, entitlement.id, Stage.ON_PURCHASE)
+            await self.planner.webhook(
+                tx,
+                "access.granted",
+                f"entitlement:{entitlement.id}:granted",
+                entitlement_data(entitlement),
+            )
             until = f" until {ends_at:%Y-%m-%d}" if ends_at else ""
             await self.access.notify(
                 tx,

@@ -16,6 +16,7 @@ import yarl
 from aiohttp import web
 from discord.ext import commands
 
+from bot.api.integrations import license_routes, webhook_routes
 from bot.api.keys import ApiKeys, RateLimiter
 from bot.api.router import Api
 from bot.api.routes import build_api
@@ -97,6 +98,7 @@ class ShopBot(commands.Bot):
         self.actions, self.reports = services.actions, services.reports
         self.admin_ops = services.admin_ops
         self.panels = services.panels
+        self.licenses = services.licenses
         self._watch_member_updates()
         self._watch_entitlements()
         self._watch_gateway()
@@ -240,7 +242,8 @@ class ShopBot(commands.Bot):
             GuildDirectoryAdapter(self),
         )
         limiter = RateLimiter(self.settings.api.rate_limit_per_minute, self.clock)
-        return build_api(service, ApiKeys(self.store, self.clock), limiter)
+        extra = (license_routes(services.licenses), webhook_routes(services.webhooks))
+        return build_api(service, ApiKeys(self.store, self.clock), limiter, extra)
 
     def _storefronts(self) -> list[tuple[int, str]]:
         return [(guild.id, guild.name) for guild in self.guilds]

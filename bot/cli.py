@@ -1,5 +1,5 @@
 """The `shopbot` command line: run, check, stripe setup-webhook, migrate, backup, export, events,
-api-key, sku test-entitlement."""
+api-key, webhook, sku test-entitlement."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from bot.config import (
 from bot.errors import ConfigError
 from bot.log import setup_logging
 from bot.store import DatabaseInUse, DatabaseTooNew, DatabaseUnreachable, Store
+from bot.webhooks_out import WebhookInputError, WebhookService
 
 log = logging.getLogger("shopbot")
 
 #: Verbs that only touch the database: they need no Discord or Stripe keys.
-LOCAL_VERBS = frozenset({"migrate", "backup", "export", "api-key"})
+LOCAL_VERBS = frozenset({"migrate", "backup", "export", "api-key", "webhook"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +83,22 @@ def _parser() -> argparse.ArgumentParser:
     owner.add_argument("--guild", type=int, help="the server's id")
     delete = test_actions.add_parser("delete", help="delete a test entitlement", parents=[common])
     delete.add_argument("id", type=int, help="the entitlement's id")
+    webhook = verb("webhook", "outbound webhook endpoints (integration API events)")
+    hooks = webhook.add_subparsers(dest="webhook_action", required=True)
+    create = hooks.add_parser(
+        "create", help="add an endpoint; prints its signing secret once", parents=[common]
+    )
+    create.add_argument("--url", required=True, help="http(s) URL that receives the POSTs")
+    create.add_argument(
+        "--events", required=True, help="comma-separated, e.g. order.paid,access.ended"
+    )
+    hooks.add_parser("list", help="endpoints and whether they are enabled", parents=[common])
+    delete = hooks.add_parser("delete", help="remove an endpoint", parents=[common])
+    delete.add_argument("id", type=int)
+    deliveries = hooks.add_parser(
+        "deliveries", help="an endpoint's latest delivery attempts", parents=[common]
+    )
+    deliveries.add_argument("id", type=int)
     return parser
 
 
@@ -214,6 +231,11 @@ async def _local(settings: LocalSettings, args: argparse.Namespace) -> int:
     store = _store(settings.database)
     try:
         await store.open()
+        if args.verb == "webhook":
+            try:
+                return await _webhook(WebhookService(store), args)
+            except WebhookInputError as exc:
+                return _fail(str(exc))
         if args.verb == "backup":
             await maintenance.backup(store, Path(args.path))
             print(f"backed up {settings.database.where()} to {args.path}")
@@ -266,6 +288,39 @@ async def _api_key(settings: LocalSettings, args: argparse.Namespace) -> int:
         return _fail(exc.user_message)
     finally:
         await store.close()
+    return 0
+
+
+async def _webhook(service: WebhookService, args: argparse.Namespace) -> int:
+    """webhook create|list|delete|deliveries (database only, no tokens needed)."""
+    action = args.webhook_action
+    if action == "create":
+        endpoint, secret = await service.create(args.url, args.events)
+        print(f"endpoint {endpoint.id}: {endpoint.url} ({', '.join(endpoint.events)})")
+        print(f"signing secret (shown only now): {secret}")
+        return 0
+    if action == "list":
+        endpoints = await service.list()
+        for e in endpoints:
+            state = "enabled" if e.enabled else f"disabled ({e.disabled_reason or 'by hand'})"
+            print(f"{e.id}\t{e.url}\t{','.join(e.events)}\t{state}\t{e.created_at.isoformat()}")
+        if not endpoints:
+            print("no webhook endpoints")
+        return 0
+    if action == "delete":
+        if not await service.delete(args.id):
+            return _fail(f"no webhook endpoint {args.id}")
+        print(f"deleted webhook endpoint {args.id}")
+        return 0
+    attempts = await service.deliveries(args.id)
+    if attempts is None:
+        return _fail(f"no webhook endpoint {args.id}")
+    for a in attempts:
+        result = str(a.status_code) if a.status_code is not None else "-"
+        when = a.attempted_at.isoformat()
+        print(f"{when}\t{a.event_type}\t{a.event_id}\t{result}\t{a.error or 'ok'}")
+    if not attempts:
+        print("no deliveries yet")
     return 0
 
 

@@ -22,10 +22,11 @@ from bot.messages import gift_text, receipt_text
 from bot.models import EntitlementStatus, Job, JobStatus, Order, Product
 from bot.notices import flush_log
 from bot.panels import panel_body
-from bot.planning import CONSUME, LOG_FLUSH, Planner
+from bot.planning import CONSUME, LOG_FLUSH, WEBHOOK, Planner
 from bot.store import Store
 from bot.tasks import TaskGroup, wait_event
 from bot.vault import SealedTokenInvalid, Vault
+from bot.webhooks_out import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class DeliveryWorker:
         self._guild_tasks: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
         self._tasks = TaskGroup()
+        self.webhooks = WebhookSender(store, clock, planner)
         self._handlers: dict[str, Callable[[Job], Awaitable[object]]] = {
             "grant_role": self._grant_role,
             "receipt": self._receipt,
@@ -108,6 +110,7 @@ class DeliveryWorker:
             "add_member": self._add_member,
             LOG_FLUSH: self._log_flush,
             CONSUME: self._consume_entitlement,
+            WEBHOOK: self.webhooks.deliver,
         }
 
     async def finish_in_flight(self, grace: float = 5.0) -> None:

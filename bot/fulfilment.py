@@ -13,7 +13,7 @@ from datetime import timedelta
 from bot.lifecycle import Lifecycle
 from bot.models import Kind, Order, OrderStatus, Stage
 from bot.notices import sale_text
-from bot.planning import Planner
+from bot.planning import Planner, entitlement_data, order_data
 from bot.shop import close_unpaid, new_claim_code, reserve_stock
 from bot.store import Duplicate, Tx
 
@@ -67,6 +67,10 @@ class Fulfilment:
             currency=order.currency,
         )
         await self._log_sale(tx, order, source or "Stripe Checkout")
+        paid = await tx.orders.get(order.id)
+        await self.planner.webhook(
+            tx, "order.paid", f"order:{order.id}:paid", order_data(paid or order, "paid")
+        )
         if order.recipient_id is not None:
             await self.grant(tx, order, order.recipient_id)
         else:  # unclaimed: a refund or dispute seen before this event still applies
@@ -97,6 +101,12 @@ class Fulfilment:
             ends_at=ends_at,
         )
         await self.planner.stage(tx, order, product, user_id, entitlement.id, Stage.ON_PURCHASE)
+        await self.planner.webhook(
+            tx,
+            "access.granted",
+            f"entitlement:{entitlement.id}:granted",
+            entitlement_data(entitlement),
+        )
         await self.lifecycle.catch_up(tx, order.id)  # events that arrived before this one
 
     async def order_unpaid(

@@ -163,6 +163,7 @@ class Product(Record):
     created_at: datetime
     updated_at: datetime
     image_url: str | None = None
+    max_devices: int = 1  # hardware ids one of its license keys binds to
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,10 @@ both enforced by unique indexes on `delivery_jobs` (a second insert is a no-op):
                                    user_id 0); the job renders what is current when it runs,
                                    so changes made while one is pending collapse into it
       "log_flush:" guild_id           posts the guild's unsent admin log notices (bot/notices.py)
+- outbound webhooks (bot/webhooks_out.py), `dedupe_key`, one job per fact × endpoint (guild 0,
+  user 0: an endpoint belongs to the install, not a guild):
+      "webhook:" fact ":" event_type ":endpoint:" endpoint_id
+      fact = "order:" id ":paid" | "entitlement:" id ":ended:" reason ":c" cycle | …
 
 Callers pass the facts; the planner never commits: it writes into the caller's transaction,
 and the store wakes the worker when that transaction commits.
@@ -36,6 +40,7 @@ and the store wakes the worker when that transaction commits.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +58,7 @@ from bot.models import (
 )
 from bot.store import Tx
 from bot.store.roles import WantedRole
+from bot.store.webhooks import Endpoint
 
 #: Payload stages of jobs that deliver access (on purchase, on rejoin); ending access cancels them.
 PURCHASE_STAGES = (Stage.ON_PURCHASE.value, "rejoin", "reconcile", "restore")
@@ -69,6 +75,10 @@ LOG_FLUSH = "log_flush"
 #: Job kind: consume a Discord entitlement (bot/skus.py); SKU type 3 is a consumable.
 CONSUME = "consume_entitlement"
 CONSUMABLE_SKU = 3
+#: Job kind of an outbound webhook delivery (bot/webhooks_out.py).
+WEBHOOK = "webhook"
+#: The lane (guild id) and user id of webhook jobs.
+WEBHOOK_LANE = 0
 
 
 def failed_delivery_text(job: Job, error: str) -> str:
@@ -79,6 +89,34 @@ def failed_delivery_text(job: Job, error: str) -> str:
         f"❌ Delivery failed: job #{job.id} {what} for <@{job.user_id}>{order}: {error}. "
         "Fix it, then press Retry (or `/shop retry " + str(job.id) + "`)."
     )
+
+
+def order_data(order: Order, status: str | None = None) -> dict[str, Any]:
+    """An order as outbound webhooks show it (`data` of order.* events)."""
+    return {
+        "order_id": order.id,
+        "guild_id": order.guild_id,
+        "product_id": order.product_id,
+        "buyer_id": order.buyer_id,
+        "user_id": order.recipient_id,
+        "amount": order.amount,
+        "currency": order.currency,
+        "status": status or order.status,
+    }
+
+
+def entitlement_data(entitlement: Entitlement) -> dict[str, Any]:
+    """An entitlement as outbound webhooks show it (`data` of access.* events)."""
+    return {
+        "entitlement_id": entitlement.id,
+        "guild_id": entitlement.guild_id,
+        "user_id": entitlement.user_id,
+        "product_id": entitlement.product_id,
+        "order_id": entitlement.order_id,
+        "status": entitlement.status,
+        "reason": entitlement.end_reason,
+        "ends_at": entitlement.ends_at.isoformat() if entitlement.ends_at else None,
+    }
 
 
 def _cycle(cycle: int) -> str:
@@ -128,6 +166,10 @@ class Keys:
     @staticmethod
     def log_flush(guild_id: int) -> str:
         return f"log_flush:{guild_id}"
+
+    @staticmethod
+    def webhook(fact: str, event_type: str, endpoint_id: int) -> str:
+        return f"webhook:{fact}:{event_type}:endpoint:{endpoint_id}"
 
     @staticmethod
     def open_role(entitlement_id: int, role_id: int, kind: str) -> str:
@@ -283,7 +325,22 @@ class Planner:
         """
         if job.kind == LOG_FLUSH:  # failed: the next notice (or /shop retry) tries again
             return 0 if error else await self.log_flush(tx, job.guild_id)
+        if job.kind == WEBHOOK:  # its failures are in the endpoint's log, not the guild's
+            return 0
         if error is not None and job.kind not in (*NOTICE_KINDS, "notice"):
+            await self.webhook(
+                tx,
+                "delivery.failed",
+                f"job:{job.id}:failed:{job.attempts}",
+                {
+                    "job_id": job.id,
+                    "kind": job.kind,
+                    "guild_id": job.guild_id,
+                    "user_id": job.user_id,
+                    "order_id": job.order_id,
+                    "error": error,
+                },
+            )
             await self.log(
                 tx,
                 job.guild_id,
@@ -488,6 +545,48 @@ class Planner:
                 payload={"panel_id": panel.id},
             )
         return queued
+
+    async def webhook(self, tx: Tx, event_type: str, fact: str, data: dict[str, Any]) -> int:
+        """Outbound event `event_type` about `fact` to every enabled endpoint that asked for
+        it: the body `{id, type, created, data}` is fixed now, so every retry sends the same
+        event with the same id (bot/webhooks_out.py signs and POSTs it)."""
+        endpoints = await tx.webhooks.subscribed(event_type)
+        if not endpoints:
+            return 0
+        digest = hashlib.sha256(f"{tx.install_id}:{fact}:{event_type}".encode()).hexdigest()
+        event = {
+            "id": f"evt_{digest[:24]}",
+            "type": event_type,
+            "created": int(tx.now.timestamp()),
+            "data": data,
+        }
+        queued = 0
+        for endpoint in endpoints:
+            queued += await self._enqueue(
+                tx,
+                guild_id=WEBHOOK_LANE,
+                user_id=WEBHOOK_LANE,
+                kind=WEBHOOK,
+                dedupe_key=Keys.webhook(fact, event_type, endpoint.id),
+                payload={"endpoint_id": endpoint.id, "event": event},
+            )
+        return queued
+
+    async def webhook_disabled(self, tx: Tx, endpoint: Endpoint, error: str) -> None:
+        """An endpoint failed for 3 days: disable it and tell every admin log channel."""
+        if not await tx.webhooks.disable(endpoint.id, f"failing for 3 days: {error}"):
+            return
+        await tx.audit.add("webhook.disabled", endpoint_id=endpoint.id, url=endpoint.url)
+        for guild_id in await tx.webhooks.log_guilds():
+            await self.log(
+                tx,
+                guild_id,
+                "webhook_disabled",
+                f"🔌 Webhook endpoint #{endpoint.id} ({endpoint.url}) was disabled: its "
+                f"deliveries have failed for 3 days (last: {error}). Fix the receiver, then "
+                "create the endpoint again (`shopbot webhook create`).",
+                key=f"webhook:{endpoint.id}:log:disabled",
+            )
 
     async def _enqueue(self, tx: Tx, **job: Any) -> int:
         return int(await tx.jobs.enqueue(**job) is not None)

@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.delivery import DeliveryWorker, DiscordActions
 from bot.fulfilment import Fulfilment
 from bot.inbox import Inbox
+from bot.licenses import LicenseService
 from bot.lifecycle import Lifecycle
 from bot.membership import MemberService
 from bot.notices import Notices
@@ -33,6 +34,7 @@ from bot.skus import DiscordStore, SkuService
 from bot.store import Store
 from bot.stripe_sync import StripeSync
 from bot.vault import Vault
+from bot.webhooks_out import WebhookService
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class Services:
     panels: PanelService
     notices: Notices
     skus: SkuService
+    licenses: LicenseService
+    webhooks: WebhookService
 
 
 def build_services(
@@ -122,6 +126,8 @@ def build_services(
             discord_store or _no_store(discord),
             clock,
         ),
+        licenses=LicenseService(store, clock),
+        webhooks=WebhookService(store),
     )
 
 

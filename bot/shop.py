@@ -59,6 +59,7 @@ class ProductDraft:
     stock: int | None = None
     allow_promotion_codes: bool = False
     image_url: str | None = None
+    max_devices: int = 1  # machines one of its license keys may be validated on
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,7 @@ class ShopService:
         _check_range("duration_days", draft.duration_days, 1, MAX_DAYS)
         _check_range("trial_days", draft.trial_days, 1, 730)
         _check_range("stock", draft.stock, 0, MAX_STOCK)
+        _check_range("max_devices", draft.max_devices, 1, 1000)
         description = (draft.description or "").strip()
         if len(description) > MAX_DESCRIPTION:
             raise InvalidInput(f"Descriptions can be at most {MAX_DESCRIPTION} characters.")
@@ -239,6 +241,7 @@ class ShopService:
                     stock=draft.stock,
                     allow_promotion_codes=int(draft.allow_promotion_codes),
                     image_url=image_url,
+                    max_devices=draft.max_devices,
                 )
                 if draft.role_id is not None:
                     await tx.products.add_action(

@@ -100,6 +100,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         stock="How many can be sold (empty = unlimited)",
         allow_promotion_codes="Accept Stripe promotion codes at checkout",
         image_url="An image for the product (https://…), shown on panels and the web shop",
+        max_devices="Machines one license key may be used on (default 1)",
     )
     @app_commands.choices(kind=KINDS, interval=INTERVALS)
     async def product_add(
@@ -117,6 +118,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         stock: app_commands.Range[int, 0, 1_000_000] | None = None,
         allow_promotion_codes: bool = False,
         image_url: app_commands.Range[str, 1, 1000] | None = None,
+        max_devices: app_commands.Range[int, 1, 1000] = 1,
     ) -> None:
         assert interaction.guild is not None
         if role is not None:
@@ -136,6 +138,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             stock=stock,
             allow_promotion_codes=allow_promotion_codes,
             image_url=image_url,
+            max_devices=max_devices,
         )
         product = await self.bot.shop.add_product(interaction.guild.id, interaction.user.id, draft)
         gives = f", gives {role.mention}" if role else ""
@@ -361,6 +364,16 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             interaction,
             f"Added {added} keys" + (f" ({known} were already there)." if known else "."),
         )
+
+    @license.command(name="reset", description="Unbind a license key's devices")
+    @app_commands.describe(key="The license key, as the buyer got it")
+    async def license_reset(
+        self, interaction: discord.Interaction, key: app_commands.Range[str, 1, 200]
+    ) -> None:
+        assert interaction.guild_id is not None
+        if not await self.bot.licenses.reset(key, interaction.guild_id, interaction.user.id):
+            raise InvalidInput("No key like that has been handed out in this server.")
+        await reply(interaction, "Done: that key can be used on new devices now.")
 
     @panel.command(name="post", description="Post a shop message with a Buy button per product")
     @app_commands.describe(

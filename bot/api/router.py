@@ -101,6 +101,8 @@ class Call:
     query: Any
     body: Any
     headers: Mapping[str, str]
+    #: The caller's address (license validation is limited per client as well as per key).
+    remote: str = ""
 
 
 #: A handler answers (status, model) or (status, ready JSON text).
@@ -261,6 +263,7 @@ class Api:
                 query=_parse(route.query_model, _query(request), "query"),
                 body=await _body(route, request),
                 headers=_headers(route, request),
+                remote=request.remote or "",
             )
             try:
                 status, answer = await route.handler(call)

@@ -22,7 +22,7 @@ from bot.access import CHARGEBACK, REFUND, Access
 from bot.messages import access_ended_text, refund_text
 from bot.models import Order, OrderStatus, PaymentReversal, Product
 from bot.money import format_price
-from bot.planning import Keys, Planner
+from bot.planning import Keys, Planner, order_data
 from bot.store import Tx
 from bot.stripe_facts import reversed_payment
 
@@ -65,6 +65,9 @@ class Reversals:
         product = await tx.products.get(order.product_id)
         assert product is not None
         if changed:
+            await self.planner.webhook(
+                tx, f"order.{target}", f"order:{order.id}:{target}", order_data(order, target)
+            )
             await tx.audit.add(
                 f"order.{target}",
                 guild_id=order.guild_id,

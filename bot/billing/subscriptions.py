@@ -14,7 +14,7 @@ from bot.messages import payment_failed_text
 from bot.models import EntitlementStatus, OrderStatus, Subscription
 from bot.money import format_price
 from bot.notices import MANAGE_CUSTOM_ID
-from bot.planning import Keys, Planner
+from bot.planning import Keys, Planner, order_data
 from bot.store import Tx
 from bot.stripe_facts import (
     invoice_paid_at,
@@ -72,6 +72,18 @@ class SubscriptionEvents:
                 f"until <t:{int(period_end.timestamp())}:D>",
                 key=f"invoice:{invoice_id}:log:paid",
             )
+            await self.planner.webhook(
+                tx,
+                "subscription.renewed",
+                f"invoice:{invoice_id}:paid",
+                {
+                    **order_data(order),
+                    "subscription_id": sub_id,
+                    "invoice_id": invoice_id,
+                    "amount_paid": amount_paid,
+                    "paid_through": period_end.isoformat(),
+                },
+            )
         await self.lifecycle.settle(tx, order)
         return order.id
 
@@ -105,6 +117,17 @@ class SubscriptionEvents:
             + (f" · attempt {attempt}" if isinstance(attempt, int) else "")
             + "; Stripe retries it.",
             key=f"event:{event['id']}:log",
+        )
+        await self.planner.webhook(
+            tx,
+            "subscription.payment_failed",
+            f"event:{event['id']}",
+            {
+                **order_data(order),
+                "subscription_id": sub_id,
+                "invoice_id": invoice.get("id"),
+                "attempt": attempt if isinstance(attempt, int) else None,
+            },
         )
         if (
             order.status == OrderStatus.PAID

@@ -17,6 +17,7 @@ from bot.store.db import Database, DatabaseInUse, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.invoices import InvoiceRepo
 from bot.store.join_tokens import JoinTokenRepo
+from bot.store.licenses import LicenseRepo
 from bot.store.notices import NoticeRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.panels import PanelRepo
@@ -27,6 +28,7 @@ from bot.store.roles import RoleRepo
 from bot.store.skus import SkuRepo
 from bot.store.stats import StatsRepo
 from bot.store.subscriptions import SubscriptionRepo
+from bot.store.webhooks import WebhookRepo
 
 __all__ = ["DatabaseInUse", "DatabaseTooNew", "DatabaseUnreachable", "Duplicate", "Store", "Tx"]
 
@@ -58,6 +60,8 @@ class Tx:
         self.notices = NoticeRepo(conn, self.now)
         self.api = ApiRepo(conn, self.now)
         self.skus = SkuRepo(conn, self.now)
+        self.licenses = LicenseRepo(conn, self.now)
+        self.webhooks = WebhookRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ _EDITABLE = {
 }
 #: Columns a caller may set on insert; anything else is refused before SQL is built.
 _PRODUCT_FIELDS = _EDITABLE | {
+    "max_devices",
     "guild_id",
     "currency",
     "kind",

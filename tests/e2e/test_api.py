@@ -218,3 +218,62 @@ async def test_api_key_cli_lists_prefixes_and_revokes(shop: Shop, client: ApiCli
     assert again.returncode != 0 and "no live API key" in again.stderr
     bad = await run_cli(*config, "api-key", "create", "--name", "x", "--scopes", "admin")
     assert bad.returncode != 0 and "admin" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_api_licenses_validate_bind_reset_and_webhook_endpoints(
+    shop: Shop, client: ApiClient
+) -> None:
+    """/licenses/* needs the `licenses` scope; a bought key binds its first hwid, refuses a
+    second (device_limit) until reset; an unknown key answers `unknown`. Webhook endpoints
+    are created (secret shown once), listed without it, their log read, and deleted."""
+    await shop.add_product("Game", "15", role=None)
+    await shop.admin("shop license add", {"product": "Game", "keys": "KEY-API-1"})
+    await shop.admin("shop action add", {"product": "Game", "type": "deliver_license",
+                                         "stage": "on_purchase"})  # fmt: skip
+    await shop.pay(await shop.buy(BUYER, "Game"))
+    await shop.wait(lambda: any("KEY-API-1" in str(m) for m in shop.dms_to(BUYER)), "key DM")
+    reader = await create_key(shop.bot, "reader", "read,write")
+    licenser = await create_key(shop.bot, "game-server", "licenses")
+    body = {"key": "KEY-API-1", "hwid": "machine-a"}
+    refused = await client.call("POST", "/licenses/validate", reader, json_body=body)
+    assert refused.status == 403 and refused.body["error"]["details"]["needed_scope"] == "licenses"
+    first = await client.call("POST", "/licenses/validate", licenser, json_body=body)
+    assert first.status == 200 and first.body["valid"] and first.body["status"] == "active"
+    assert first.body["user_id"] == str(BUYER) and first.body["expires_at"] is None
+    again = await client.call("POST", "/licenses/validate", licenser, json_body=body)
+    assert again.body["status"] == "active"
+    other = {"key": "KEY-API-1", "hwid": "machine-b"}
+    limited = await client.call("POST", "/licenses/validate", licenser, json_body=other)
+    assert limited.body == {**limited.body, "valid": False, "status": "device_limit"}
+    unknown = await client.call(
+        "POST", "/licenses/validate", licenser, json_body={"key": "KEY-NOPE"}
+    )
+    assert unknown.status == 200 and unknown.body["status"] == "unknown"
+    assert unknown.body["product_id"] is None
+    reset = await client.call("POST", "/licenses/{key}/reset", licenser, path={"key": "KEY-API-1"})
+    assert reset.status == 200 and reset.body["reset"] is True
+    moved = await client.call("POST", "/licenses/validate", licenser, json_body=other)
+    assert moved.body["status"] == "active"
+    missing = await client.call("POST", "/licenses/{key}/reset", licenser, path={"key": "NOPE"})
+    assert missing.status == 404
+
+    bad = await client.call(
+        "POST", "/webhooks", reader, json_body={"url": "ftp://x", "events": ["order.paid"]}
+    )
+    assert bad.status == 422 and shop.bot.scalar("SELECT COUNT(*) FROM webhook_endpoints") == 0
+    made = await client.call(
+        "POST", "/webhooks", reader,
+        json_body={"url": "http://127.0.0.1:9/hook", "events": ["order.paid", "access.ended"]},
+    )  # fmt: skip
+    assert made.status == 201 and made.body["secret"].startswith("whsec_")
+    listed = await client.call("GET", "/webhooks", reader)
+    assert [e["id"] for e in listed.body["data"]] == [made.body["id"]]
+    assert "secret" not in listed.body["data"][0]
+    log = await client.call(
+        "GET", "/webhooks/{id}/deliveries", reader, path={"id": made.body["id"]}
+    )
+    assert log.status == 200 and log.body["data"] == []
+    gone = await client.call("DELETE", "/webhooks/{id}", reader, path={"id": made.body["id"]})
+    assert gone.status == 200 and gone.body["deleted"] is True
+    again_gone = await client.call("DELETE", "/webhooks/{id}", reader, path={"id": made.body["id"]})
+    assert again_gone.status == 404
