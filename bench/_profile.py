@@ -77,9 +77,9 @@ def summary(path: Path, top: int = 15, ours: bool = False) -> list[tuple[str, fl
     if not samples:
         return []
     if ours:
-        picked = [f for f, _ in total_n.most_common() if "site-packages" not in f]
-        picked = [f for f in picked if f.split(" (", 1)[1].endswith(".py)") and "/" not in f]
-        order = picked[:top]
+        mine = ("bot/", "cogs/")
+        order = [f for f, _ in total_n.most_common() if f.split(" (", 1)[-1].startswith(mine)]
+        order = order[:top]
     else:
         order = [frame for frame, _ in self_n.most_common(top)]
     return [(f, 100 * self_n[f] / samples, 100 * total_n[f] / samples) for f in order]
