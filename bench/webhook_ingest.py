@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,6 +42,7 @@ from bench._common import (
     setup_env,
     sleep_until,
 )
+from bench._profile import Profiler, print_summary
 from bench._shop import paid_shop
 from tests.harness import free_port
 
@@ -139,6 +141,9 @@ async def main() -> None:
         help="events for orders the bot does not know (stored, then marked failed cheaply)",
     )
     parser.add_argument("--max-rate", type=int, default=1200, help="events prepared per second")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the bot's first closed run into this"
+    )
     args = parser.parse_args()
     setup_env(args.log_level)
     runs = args.runs or (1 if args.quick else 3)
@@ -165,10 +170,15 @@ async def main() -> None:
                 row["bare"].update(meter.stop())
                 acked: list[str] = []
                 meter, cpu0 = CpuMeter(pid), cpu_seconds(pid)
+                profiler = (
+                    Profiler(pid, args.profile, duration) if args.profile and not run else None
+                )
                 bot = row["bot"] = await closed_loop(
                     url, iter(events), args.concurrency, duration, acked
                 )
                 bot.update(meter.stop())
+                if profiler is not None and profiler.stop():
+                    print_summary(profiler.path)
                 bot["bot_cpu_pct"] = (cpu_seconds(pid) - cpu0) / bot["elapsed_s"] * 100
                 bot["ratio"] = bot["acks_per_s"] / row["bare"]["acks_per_s"]
                 bot["pool_exhausted"] = len(acked) + bot["errors"] >= len(events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,6 +85,9 @@ class PaymentGateway(Protocol):
     def events_since(self, since: int, types: list[str]) -> AsyncIterator[dict[str, Any]]: ...
 
     async def subscription(self, subscription_id: str) -> dict[str, Any]: ...
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class InvalidSignature(Exception):
@@ -326,8 +330,10 @@ class StripeGateway:
                 text, signature, self._webhook_secret, stripe.Webhook.DEFAULT_TOLERANCE
             )
             event = json.loads(text)
-            # JSON may escape lone surrogates that SQLite (UTF-8) cannot store.
-            json.dumps(event, ensure_ascii=False).encode("utf-8")
+            # JSON may escape lone surrogates that SQLite (UTF-8) cannot store; only a
+            # \uD800-\uDFFF escape can make one, so only then is the whole event checked.
+            if _SURROGATE_ESCAPE.search(text):
+                json.dumps(event, ensure_ascii=False).encode("utf-8")
         except (stripe.SignatureVerificationError, UnicodeError, ValueError) as exc:
             raise InvalidSignature(str(exc)[:200]) from None
         if not isinstance(event, dict) or not _looks_like_event(event):

@@ -144,10 +144,15 @@ class Store:
         since = self.db.locked_since
         return None if since is None else asyncio.get_running_loop().time() - since
 
+    def urgent_waiting(self) -> bool:
+        """An urgent transaction waits: a long batch of background work should commit now."""
+        return self.db.urgent_waiting()
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        """A write transaction (BEGIN IMMEDIATE); commits on success."""
-        async with self.db.transaction() as conn:
+    async def transaction(self, urgent: bool = False) -> AsyncIterator[Tx]:
+        """A write transaction (BEGIN IMMEDIATE); commits on success. `urgent` (the
+        webhook writer) goes before every ordinary transaction waiting for the database."""
+        async with self.db.transaction(urgent) as conn:
             tx = Tx(conn, self.clock, self.install_id)
             yield tx
         if tx.jobs.queued and self.on_jobs_due is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import logging
@@ -39,8 +40,59 @@ def _migrations(package: str = "bot.store.migrations") -> list[tuple[int, str, s
     return sorted(found)
 
 
+class PriorityLock:
+    """An asyncio lock whose urgent waiters go before every ordinary one.
+
+    Stripe's webhook writer takes it urgently: an acknowledgement then waits for at most the
+    one transaction that holds the lock, never for the background transactions queued
+    behind it (processing, deliveries). Ordinary waiters keep their FIFO order.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._normal: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def urgent_waiting(self) -> bool:
+        """An urgent caller waits: a long holder should let go soon."""
+        return any(not waiter.done() for waiter in self._urgent)
+
+    @asynccontextmanager
+    async def hold(self, urgent: bool = False) -> AsyncIterator[None]:
+        await self._acquire(urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if not self._held and not self._urgent and not self._normal:
+            self._held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._normal
+        queue.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed the lock just as we were cancelled: pass it on
+            elif waiter in queue:
+                queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the lock passes straight to this waiter
+                    return
+        self._held = False
+
+
 class Database:
-    """One aiosqlite connection; every statement runs under one asyncio lock.
+    """One aiosqlite connection; every statement runs under one (priority) asyncio lock.
 
     SQLite has a single writer anyway; serializing here means a transaction opened by one
     coroutine is never interleaved with statements from another.
@@ -53,7 +105,7 @@ class Database:
         self._conn: aiosqlite.Connection | None = None
         self._seam: SqliteConn | None = None
         self._process_lock: IO[str] | None = None
-        self._lock = asyncio.Lock()
+        self._lock = PriorityLock()
         #: Loop time since which another process has held the write lock (None: it has not).
         self.locked_since: float | None = None
 
@@ -131,7 +183,7 @@ class Database:
 
     async def migrate(self) -> int:
         """Apply pending migrations in one transaction; return the new version."""
-        async with self._lock:
+        async with self._lock.hold():
             row = await (await self.conn.execute("PRAGMA user_version")).fetchone()
             assert row is not None  # PRAGMA user_version always answers one row
             current = row[0]
@@ -158,15 +210,20 @@ class Database:
                 raise
             return latest
 
+    def urgent_waiting(self) -> bool:
+        """An urgent transaction (a webhook acknowledgement) waits for the lock."""
+        return self._lock.urgent_waiting()
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqliteConn]:
+    async def transaction(self, urgent: bool = False) -> AsyncIterator[SqliteConn]:
         """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception, cancellation included).
 
+        `urgent` goes before every waiting ordinary transaction (see PriorityLock).
         Another process holding the write lock past `busy_timeout` (a backup, the sqlite3
         shell) is waited out rather than failing the work: nothing is half-done, and
         `locked_since` tells /healthz while it lasts.
         """
-        async with self._lock:
+        async with self._lock.hold(urgent):
             try:
                 await self._begin_immediate()
                 yield self.seam
@@ -210,7 +267,7 @@ class Database:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[SqliteConn]:
         """A consistent read (deferred transaction, no write lock taken)."""
-        async with self._lock:
+        async with self._lock.hold():
             try:
                 await self.conn.execute("BEGIN")
                 yield self.seam
@@ -237,7 +294,7 @@ class Database:
 
     async def backup(self, target: Path) -> None:
         """Online copy of the whole database to `target`."""
-        async with self._lock, aiosqlite.connect(target) as dest:
+        async with self._lock.hold(), aiosqlite.connect(target) as dest:
             await self.conn.backup(dest)
 
 

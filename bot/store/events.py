@@ -23,6 +23,23 @@ class EventRepo(Repo):
         )
         return changed > 0
 
+    async def insert_many(self, events: list[tuple[str, str, int, str]]) -> list[bool]:
+        """Store (id, type, created, payload) events in one statement per 500; for each,
+        False when its id was already stored (or came earlier in the same list)."""
+        fresh: list[bool] = []
+        for start in range(0, len(events), 500):
+            chunk = events[start : start + 500]
+            values = ", ".join(["(?, ?, ?, ?, 'received', ?)"] * len(chunk))
+            columns = "id, type, created, payload, status, received_at"
+            sql = f"INSERT INTO webhook_events ({columns}) VALUES {values}"  # noqa: S608 - placeholders only
+            sql += " ON CONFLICT (id) DO NOTHING RETURNING id"
+            params = tuple(v for e in chunk for v in (*e, self.now_iso))
+            stored = {row[0] for row in await self._all(sql, params)}
+            for event_id, *_ in chunk:
+                fresh.append(event_id in stored)
+                stored.discard(event_id)  # a second copy in the same list is a duplicate
+        return fresh
+
     async def get(self, event_id: str) -> WebhookEvent | None:
         row = await self._one("SELECT * FROM webhook_events WHERE id=?", (event_id,))
         return None if row is None else WebhookEvent.from_row(row)

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bot.store.conn import Duplicate, Params, numbered
-from bot.store.db import DatabaseTooNew, _migrations
+from bot.store.db import DatabaseTooNew, PriorityLock, _migrations
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class PgDatabase:
         self._pool: asyncpg.Pool | None = None
         # One writer per process waits for the fleet-wide lock; the others wait here, so a
         # queue of writers does not hold every pooled connection.
-        self._writer = asyncio.Lock()
+        self._writer = PriorityLock()  # this process's writers: webhook acks go first
         self._waiting_since: float | None = None
 
     async def open(self) -> None:
@@ -273,10 +273,15 @@ class PgDatabase:
                 )
         return max(current, latest)
 
+    def urgent_waiting(self) -> bool:
+        """An urgent transaction (a webhook acknowledgement) waits for this process's turn."""
+        return self._writer.urgent_waiting()
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PgConn]:
-        """A write transaction, serialised with every other writer of every process."""
-        async with self._writer, self.pool.acquire() as raw:
+    async def transaction(self, urgent: bool = False) -> AsyncIterator[PgConn]:
+        """A write transaction, serialised with every other writer of every process;
+        `urgent` goes before this process's other waiting writers (see PriorityLock)."""
+        async with self._writer.hold(urgent), self.pool.acquire() as raw:
             await raw.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             try:
                 await self._take_writer_lock(raw)

@@ -225,7 +225,7 @@ async def test_newer_database_is_refused_on_both_backends(store: Store, tmp_path
                 "INSERT INTO schema_version (version, name, applied_at) VALUES (999, 'x', '')"
             )
     if store.dialect == "sqlite":
-        async with store.db._lock:  # type: ignore[union-attr]
+        async with store.db._lock.hold():  # type: ignore[union-attr]
             await store.db.conn.execute("PRAGMA user_version = 999")  # type: ignore[union-attr]
     url = store.db.url if store.dialect == "postgresql" else ""  # type: ignore[union-attr]
     again = Store(tmp_path / "shop.db", FrozenClock(), url=url)
