@@ -63,9 +63,16 @@ class Access:
         return timedelta(hours=self.settings.shop.subscription_grace_hours)
 
     async def end(
-        self, tx: Tx, order: Order | None, entitlement: Entitlement, ending: Ending
+        self,
+        tx: Tx,
+        order: Order | None,
+        entitlement: Entitlement,
+        ending: Ending,
+        *,
+        event_id: str | None = None,
     ) -> bool:
-        """Apply `ending` (if stronger than the current end) and its once-only effects.
+        """Apply `ending` (if stronger than the current end) and its once-only effects;
+        `event_id` is the Stripe event behind it (kept in the audit row for `/shop why`).
 
         The stage's jobs, revocations and notice are queued even when a stronger end got
         there first, so the result does not depend on which arrived first. Returns whether
@@ -126,6 +133,7 @@ class Access:
                 entitlement_id=current.id,
                 status=current.status,
                 reason=current.end_reason,
+                event_id=event_id,
             )
         return changed
 

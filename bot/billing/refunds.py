@@ -77,7 +77,7 @@ class Reversals:
         ending = CHARGEBACK if dispute else REFUND
         entitlement = await tx.entitlements.by_order(order.id)
         if entitlement is not None:
-            await self.access.end(tx, order, entitlement, ending)
+            await self.access.end(tx, order, entitlement, ending, event_id=reversal.event_id)
             if not dispute and entitlement.user_id != order.buyer_id:  # a gift's recipient
                 await self.access.notify(
                     tx,

@@ -72,7 +72,7 @@ class SubscriptionEvents:
                 f"until <t:{int(period_end.timestamp())}:D>",
                 key=f"invoice:{invoice_id}:log:paid",
             )
-        await self.lifecycle.settle(tx, order)
+        await self.lifecycle.settle(tx, order, event_id=event["id"])
         return order.id
 
     async def invoice_payment_failed(
@@ -150,7 +150,7 @@ class SubscriptionEvents:
                 cancel_at_period_end=merged.cancel_at_period_end,
                 ended_at=merged.ended_at,
             )
-        await self.lifecycle.settle(tx, order)
+        await self.lifecycle.settle(tx, order, event_id=event["id"])
         return order.id
 
     async def _subscription(self, tx: Tx, sub_id: str) -> Subscription:
