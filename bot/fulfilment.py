@@ -115,6 +115,7 @@ class Fulfilment:
             "sale",
             sale_text(order, product, source),
             key=f"order:{order.id}:log:sale",
+            amount=(order.amount, order.currency),
         )
         if product.stock is not None and await tx.products.units_left(product.id) == 0:
             await self.planner.log(

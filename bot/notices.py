@@ -80,6 +80,15 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 1] + "…"
 
 
+def _totals(group: list[LogNotice]) -> str:
+    """` · 499.00 USD total` per currency of the notices that carry an amount."""
+    sums: dict[str, int] = {}
+    for notice in group:
+        if notice.amount is not None and notice.currency:
+            sums[notice.currency] = sums.get(notice.currency, 0) + notice.amount
+    return "".join(f" · {format_price(total, cur)} total" for cur, total in sorted(sums.items()))
+
+
 # batching ------------------------------------------------------------------------------
 
 
@@ -113,7 +122,8 @@ def _blocks(notices: list[LogNotice]) -> list[_Block]:
             continue
         one, many = LABELS.get(kind, (kind, kind))
         since = int(group[0].created_at.timestamp())
-        header = f"**{len(group)} {many if len(group) > 1 else one}** since <t:{since}:T>:"
+        header = f"**{len(group)} {many if len(group) > 1 else one}**{_totals(group)}"
+        header += f" since <t:{since}:T>:"
         blocks.append(_Block(header, [group[0].id], None))
         shown, rest = group[:SHOWN_PER_KIND], group[SHOWN_PER_KIND:]
         blocks += [_Block("• " + _clip(n.text), [n.id], n.retry_job_id) for n in shown]

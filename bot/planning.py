@@ -294,13 +294,17 @@ class Planner:
         *,
         key: str | None = None,
         retry_job_id: int | None = None,
+        amount: tuple[int, str] | None = None,
     ) -> int:
         """An admin log notice (bot/notices.py), once per `key`, when the guild has a log
         channel; it is posted by the guild's `log_flush` job after `LOG_WINDOW`, together
-        with every other notice of that window."""
+        with every other notice of that window. `amount` (minor units, currency) is summed
+        when a burst is summarised."""
         if await tx.notices.log_channel(guild_id) is None:
             return 0
-        if not await tx.notices.add(guild_id, kind, text, key=key, retry_job_id=retry_job_id):
+        if not await tx.notices.add(
+            guild_id, kind, text, key=key, retry_job_id=retry_job_id, amount=amount
+        ):
             return 0
         return await self.log_flush(tx, guild_id)
 

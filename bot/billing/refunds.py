@@ -107,6 +107,7 @@ class Reversals:
             f"{icon} {what}: order #{order.id} **{product.name}** ({amount}) of {who}; "
             "its access ends.",
             key=f"order:{order.id}:log:{kind}",
+            amount=(order.amount, order.currency),
         )
         if not dispute:
             await self.planner.notice(

@@ -71,6 +71,7 @@ class SubscriptionEvents:
                 f"of <@{order.recipient_id or order.buyer_id}> · order #{order.id}, paid "
                 f"until <t:{int(period_end.timestamp())}:D>",
                 key=f"invoice:{invoice_id}:log:paid",
+                amount=(int(amount_paid or 0), str(invoice.get("currency") or "")),
             )
         await self.lifecycle.settle(tx, order, event_id=event["id"])
         return order.id
