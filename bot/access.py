@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from bot.config import Settings
 from bot.messages import access_ended_text
 from bot.models import Entitlement, EntitlementStatus, Order, Stage
-from bot.planning import Keys, Planner
+from bot.planning import Keys, Planner, in_guild_locale
 from bot.store import Tx
 
 
@@ -112,7 +112,9 @@ class Access:
                 key=Keys.notice(
                     f"entitlement:{current.id}", f"ended:{ending.reason}", current.cycle
                 ),
-                text=access_ended_text(product.name, ending.reason),
+                text=await in_guild_locale(
+                    tx, current.guild_id, access_ended_text, product.name, ending.reason
+                ),
             )
         if changed and ending.reason in LOGGED_ENDS:
             await planner.log(

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from bot import i18n
 from bot.clock import iso
 from bot.config import Settings
-from bot.errors import PermanentFailure
+from bot.errors import InvalidInput, PermanentFailure
+from bot.i18n import _
 from bot.messages import reminder_text
 from bot.models import Entitlement, JobStatus, Kind, Order, Product
 from bot.money import format_price
-from bot.planning import LOG_FLUSH, Keys, Planner
+from bot.planning import LOG_FLUSH, Keys, Planner, in_guild_locale
 from bot.store import Store, Tx
 from bot.store.notices import LogNotice
 
@@ -210,6 +212,38 @@ class Notices:
                     "failed payments, refunds, disputes and failed deliveries appear here.",
                 )
 
+    async def set_locale(self, guild_id: int, actor_id: int, locale: str | None) -> str:
+        """`/shop settings locale`: the language of the guild's DMs, panels and log lines
+        (None: back to the guild's preferred locale). Returns the language now in use;
+        an unknown language raises InvalidInput and changes nothing."""
+        chosen = None
+        if locale is not None and locale.strip():
+            chosen = i18n.parse_choice(locale)
+            if chosen is None:
+                raise InvalidInput(
+                    _(
+                        "`{locale}` is not a language the shop speaks; pick one of: {choices}.",
+                        locale=locale[:20],
+                        choices=", ".join(i18n.SUPPORTED),
+                    )
+                )
+        async with self.store.transaction() as tx:
+            before = await tx.locales.chosen(guild_id)
+            await tx.locales.choose(guild_id, chosen, actor_id)
+            await tx.audit.add(
+                "settings.locale",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                locale=chosen,
+                before=before,
+            )
+            return i18n.normalize(await tx.locales.of(guild_id))
+
+    async def note_preferred_locale(self, guild_id: int, locale: str) -> None:
+        """What Discord reports as the guild's preferred locale (GUILD_CREATE)."""
+        async with self.store.transaction() as tx:
+            await tx.locales.set_preferred(guild_id, locale)
+
     async def log_status(self, guild_id: int) -> tuple[int | None, str | None]:
         """The log channel, and why its latest post failed (None: it did not)."""
         async with self.store.reading() as tx:
@@ -245,7 +279,9 @@ class Notices:
                 entitlement.user_id,
                 entitlement.order_id,
                 key=Keys.reminder(entitlement.id, kind, nearest, entitlement.ends_at),
-                text=reminder_text(kind, product.name, entitlement.ends_at),
+                text=await in_guild_locale(
+                    tx, entitlement.guild_id, reminder_text, kind, product.name, entitlement.ends_at
+                ),
             )
         return queued
 

@@ -33,11 +33,13 @@ and the store wakes the worker when that transaction commits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Settings
+from bot.i18n import use_locale
 from bot.models import ActionType, Entitlement, Job, JobStatus, Order, Product, Stage
 from bot.store import Tx
 from bot.store.roles import WantedRole
@@ -121,6 +123,15 @@ class Keys:
     @staticmethod
     def open_member_role(guild_id: int, user_id: int, role_id: int, kind: str) -> str:
         return f"member:{guild_id}:{user_id}:role:{role_id}:{kind.removesuffix('_role')}"
+
+
+async def in_guild_locale(
+    tx: Tx, guild_id: int, render: Callable[..., str], *args: Any, **kwargs: Any
+) -> str:
+    """`render(*args)` in the guild's language (`/shop settings locale`, else Discord's
+    preferred locale): for texts stored now and sent later (DM notices, log lines)."""
+    with use_locale(await tx.locales.of(guild_id)):
+        return render(*args, **kwargs)
 
 
 class Planner:

@@ -22,7 +22,7 @@ from bot.access import CHARGEBACK, REFUND, Access
 from bot.messages import access_ended_text, refund_text
 from bot.models import Order, OrderStatus, PaymentReversal, Product
 from bot.money import format_price
-from bot.planning import Keys, Planner
+from bot.planning import Keys, Planner, in_guild_locale
 from bot.store import Tx
 from bot.stripe_facts import reversed_payment
 
@@ -83,7 +83,9 @@ class Reversals:
                     tx,
                     entitlement,
                     key=Keys.notice(f"entitlement:{entitlement.id}", "ended:refund"),
-                    text=access_ended_text(product.name, REFUND.reason),
+                    text=await in_guild_locale(
+                        tx, order.guild_id, access_ended_text, product.name, REFUND.reason
+                    ),
                 )
             return
         # unclaimed: the stage still runs
@@ -116,7 +118,13 @@ class Reversals:
                 order.buyer_id,
                 order.id,
                 key=Keys.notice(f"order:{order.id}", "refunded"),
-                text=refund_text(product.name, order.id, amount),
+                text=await in_guild_locale(
+                    tx,
+                    order.guild_id,
+                    lambda: refund_text(
+                        product.name, order.id, format_price(order.amount, order.currency)
+                    ),
+                ),
             )
 
 

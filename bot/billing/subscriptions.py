@@ -14,7 +14,7 @@ from bot.messages import payment_failed_text
 from bot.models import EntitlementStatus, OrderStatus, Subscription
 from bot.money import format_price
 from bot.notices import MANAGE_CUSTOM_ID
-from bot.planning import Keys, Planner
+from bot.planning import Keys, Planner, in_guild_locale
 from bot.store import Tx
 from bot.stripe_facts import (
     invoice_paid_at,
@@ -121,7 +121,13 @@ class SubscriptionEvents:
                 order.buyer_id,
                 order.id,
                 key=Keys.notice(f"subscription:{sub_id}", f"payment_failed:{day.isoformat()}"),
-                text=payment_failed_text(product.name, f"<t:{int(keep_until.timestamp())}:f>"),
+                text=await in_guild_locale(
+                    tx,
+                    order.guild_id,
+                    payment_failed_text,
+                    product.name,
+                    f"<t:{int(keep_until.timestamp())}:f>",
+                ),
                 buttons=[("Manage subscription", MANAGE_CUSTOM_ID.format(guild_id=order.guild_id))],
             )
         return order.id

@@ -18,6 +18,7 @@ from bot.store.db import Database, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
 from bot.store.invoices import InvoiceRepo
 from bot.store.join_tokens import JoinTokenRepo
+from bot.store.locales import LocaleRepo
 from bot.store.notices import NoticeRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.panels import PanelRepo
@@ -55,6 +56,7 @@ class Tx:
         self.panels = PanelRepo(conn, self.now)
         self.join_tokens = JoinTokenRepo(conn, self.now)
         self.notices = NoticeRepo(conn, self.now)
+        self.locales = LocaleRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
