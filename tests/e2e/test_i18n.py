@@ -26,6 +26,10 @@ async def test_two_languages_german_reply_synced_localizations_and_dm_after_sett
         locale="de",
     )  # fmt: skip
     assert "Nur Server-Admins" in text_of(await refused.wait_message())
+    helped = await shop.discord.invoke_command(
+        shop.guild_id, BUYER, "help", {}, permissions="0", locale="de"
+    )
+    assert "`/buy` — ein Produkt wählen" in text_of(await helped.wait_message())
 
     chosen = await shop.discord.invoke_command(
         shop.guild_id, ADMIN, "shop settings locale", {"locale": "de"},
