@@ -13,7 +13,7 @@ from datetime import timedelta
 from bot.lifecycle import Lifecycle
 from bot.models import Kind, Order, OrderStatus, Stage
 from bot.notices import sale_text
-from bot.planning import Planner
+from bot.planning import Planner, in_guild_locale
 from bot.shop import close_unpaid, new_claim_code, reserve_stock
 from bot.store import Duplicate, Tx
 
@@ -113,7 +113,7 @@ class Fulfilment:
             tx,
             order.guild_id,
             "sale",
-            sale_text(order, product, source),
+            await in_guild_locale(tx, order.guild_id, sale_text, order, product, source),
             key=f"order:{order.id}:log:sale",
             amount=(order.amount, order.currency),
         )

@@ -136,3 +136,20 @@ async def test_two_languages_guild_preferred_locale_is_the_default(world: World)
     assert any(
         f"Deine Bestellung #{order.id} für **Gold** wurde erstattet (4,99 $)" in t for t in texts
     )
+
+
+async def test_two_languages_log_channel_speaks_the_guild_language(world: World) -> None:
+    """With the guild set to German, a burst summary in the log channel is German, with
+    German totals."""
+    await add_product(world, "Gold")
+    assert await world.services.notices.set_locale(GUILD, 1, "de") == "de"
+    await world.services.notices.set_log_channel(GUILD, 1, 777)
+    for user in range(1000, 1010):
+        await buy(world, "gold", user=user)
+    await world.run_jobs()
+    world.advance(seconds=16)
+    await world.run_jobs()
+    text = "\n".join(content for _, content, _ in world.discord.posts)
+    assert "hat diesen Kanal für das Log des Shops gewählt" in text
+    assert "**10 Verkäufe** · 49,90 $ gesamt seit" in text
+    assert "💰 Verkauf: **Gold** (4,99 $) gekauft von <@1000>" in text
