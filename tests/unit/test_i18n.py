@@ -153,3 +153,14 @@ async def test_two_languages_log_channel_speaks_the_guild_language(world: World)
     assert "hat diesen Kanal für das Log des Shops gewählt" in text
     assert "**10 Verkäufe** · 49,90 $ gesamt seit" in text
     assert "💰 Verkauf: **Gold** (4,99 $) gekauft von <@1000>" in text
+
+
+async def test_two_languages_panel_speaks_the_guild_language(world: World) -> None:
+    """A panel posted for a German guild shows German field names, price and Buy button."""
+    await add_product(world, "Gold")
+    await world.services.notices.set_locale(GUILD, 1, "de")
+    panel = await world.services.panels.post(GUILD, 1, 4242, None, None)
+    body = world.discord.messages[panel.message_id][1]
+    (embed,) = body["embeds"]
+    assert {"name": "Preis", "value": "4,99 $", "inline": True} in embed["fields"]
+    assert body["components"][0]["components"][0]["label"] == "Gold kaufen"
