@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from bot.config import Settings
 from bot.messages import access_ended_text
 from bot.models import Entitlement, EntitlementStatus, Order, Stage
-from bot.planning import Keys, Planner, entitlement_data
+from bot.planning import Keys, Planner, entitlement_data, in_guild_locale
 from bot.store import Tx
 
 
@@ -63,9 +63,16 @@ class Access:
         return timedelta(hours=self.settings.shop.subscription_grace_hours)
 
     async def end(
-        self, tx: Tx, order: Order | None, entitlement: Entitlement, ending: Ending
+        self,
+        tx: Tx,
+        order: Order | None,
+        entitlement: Entitlement,
+        ending: Ending,
+        *,
+        event_id: str | None = None,
     ) -> bool:
-        """Apply `ending` (if stronger than the current end) and its once-only effects.
+        """Apply `ending` (if stronger than the current end) and its once-only effects;
+        `event_id` is the Stripe event behind it (kept in the audit row for `/shop why`).
 
         The stage's jobs, revocations and notice are queued even when a stronger end got
         there first, so the result does not depend on which arrived first. Returns whether
@@ -105,7 +112,9 @@ class Access:
                 key=Keys.notice(
                     f"entitlement:{current.id}", f"ended:{ending.reason}", current.cycle
                 ),
-                text=access_ended_text(product.name, ending.reason),
+                text=await in_guild_locale(
+                    tx, current.guild_id, access_ended_text, product.name, ending.reason
+                ),
             )
         if changed and ending.reason in LOGGED_ENDS:
             await planner.log(
@@ -132,6 +141,7 @@ class Access:
                 entitlement_id=current.id,
                 status=current.status,
                 reason=current.end_reason,
+                event_id=event_id,
             )
         return changed
 

@@ -36,7 +36,14 @@ from bot.web_shop import WebShop
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.errors", "cogs.buyer", "cogs.admin", "cogs.notices", "cogs.gateway")
+EXTENSIONS = (
+    "cogs.i18n",
+    "cogs.errors",
+    "cogs.buyer",
+    "cogs.admin",
+    "cogs.notices",
+    "cogs.gateway",
+)
 SHUTDOWN_STEP_TIMEOUT = 8.0  # seconds per shutdown step; the whole stays well under 15 s
 
 
@@ -268,7 +275,13 @@ class ShopBot(commands.Bot):
         for scope in scopes:
             if scope is not None:
                 self.tree.copy_global_to(guild=scope)
-            payload = [c.to_dict(self.tree) for c in self.tree.get_commands(guild=scope)]
+            translator = self.tree.translator
+            payload = [
+                await c.get_translated_payload(self.tree, translator)
+                if translator
+                else c.to_dict(self.tree)
+                for c in self.tree.get_commands(guild=scope)
+            ]
             digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
             key = f"commands:{self.application_id}:{scope.id if scope else 'global'}"
             async with self.store.reading() as tx:

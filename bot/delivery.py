@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from bot.clock import Clock
 from bot.errors import MemberMissing, MessageGone, PermanentFailure, TransientFailure
+from bot.i18n import use_locale
 from bot.messages import gift_text, receipt_text
 from bot.models import EntitlementStatus, Job, JobStatus, Order, Product
 from bot.notices import flush_log
@@ -181,6 +182,7 @@ class DeliveryWorker:
         """Run one job once; return the outcome recorded."""
         async with self.store.transaction() as tx:
             attempt = await tx.jobs.start(job.id)
+            locale = await tx.locales.of(job.guild_id)  # DMs, panels, log: the guild's
         if attempt is None:
             return "skipped"
         handler = self._handlers.get(job.kind)
@@ -194,7 +196,8 @@ class DeliveryWorker:
         try:
             if handler is None:
                 raise PermanentFailure(f"unknown job kind {job.kind!r}")
-            result = await handler(job)
+            with use_locale(locale):
+                result = await handler(job)
         except MemberMissing:
             outcome, status, waiting = "waiting", JobStatus.PENDING, True
             error = "member is not in the server; waiting for them to join"

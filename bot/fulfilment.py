@@ -13,7 +13,7 @@ from datetime import timedelta
 from bot.lifecycle import Lifecycle
 from bot.models import Kind, Order, OrderStatus, Stage
 from bot.notices import sale_text
-from bot.planning import Planner, entitlement_data, order_data
+from bot.planning import Planner, entitlement_data, in_guild_locale, order_data
 from bot.shop import close_unpaid, new_claim_code, reserve_stock
 from bot.store import Duplicate, Tx
 
@@ -123,8 +123,9 @@ class Fulfilment:
             tx,
             order.guild_id,
             "sale",
-            sale_text(order, product, source),
+            await in_guild_locale(tx, order.guild_id, sale_text, order, product, source),
             key=f"order:{order.id}:log:sale",
+            amount=(order.amount, order.currency),
         )
         if product.stock is not None and await tx.products.units_left(product.id) == 0:
             await self.planner.log(

@@ -63,8 +63,9 @@ class Lifecycle:
         if order is not None:
             await self.settle(tx, order)
 
-    async def settle(self, tx: Tx, order: Order) -> None:
-        """Bring the order and its entitlement in line with every known fact (idempotent)."""
+    async def settle(self, tx: Tx, order: Order, *, event_id: str | None = None) -> None:
+        """Bring the order and its entitlement in line with every known fact (idempotent);
+        `event_id` is the Stripe event being applied, named in the audit of what it ends."""
         order = await tx.orders.get(order.id) or order
         if order.status not in SETTLED_ORDERS:
             return  # not paid (yet): facts wait for checkout.session.completed
@@ -84,7 +85,9 @@ class Lifecycle:
             restorable = order.status == OrderStatus.PAID and sub.ended_at is None
             await self.access.extend(tx, entitlement, sub.paid_through, restorable=restorable)
         if sub.ended_at is not None:
-            await self.access.end(tx, order, entitlement, CANCELED)
+            await self.access.end(
+                tx, order, entitlement, CANCELED, event_id=event_id or sub.last_event_id or None
+            )
 
     async def expire_due(self, tx: Tx, limit: int = EXPIRY_BATCH) -> int:
         """End active access whose time is up (subscriptions after their grace period).

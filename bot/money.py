@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from bot import i18n
 from bot.errors import InvalidInput
 
 # Stripe's zero- and three-decimal currencies; every other currency has two decimals.
@@ -80,8 +81,11 @@ def parse_price(text: str, currency: str) -> int:
 
 
 def format_price(amount: int, currency: str) -> str:
-    """499, "usd" → `4.99 USD`."""
+    """499, "usd" → `4.99 USD` in English; in another locale as it writes prices (German:
+    `4,99 $`). The integer minor units stay what is stored and charged."""
     places = decimals(currency)
+    if i18n.current() != i18n.SOURCE:
+        return i18n.money(amount, currency, places)
     if places == 0:
         return f"{amount:,} {currency.upper()}"
     whole, frac = divmod(amount, 10**places)

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from bot import i18n
 from bot.clock import iso
 from bot.config import Settings
-from bot.errors import PermanentFailure
+from bot.errors import InvalidInput, PermanentFailure
+from bot.i18n import N_, _
 from bot.messages import reminder_text
 from bot.models import Entitlement, JobStatus, Kind, Order, Product
 from bot.money import format_price
-from bot.planning import LOG_FLUSH, Keys, Planner
+from bot.planning import LOG_FLUSH, Keys, Planner, in_guild_locale
 from bot.store import Store, Tx
 from bot.store.notices import LogNotice
 
@@ -35,16 +37,16 @@ MANAGE_CUSTOM_ID = "shop:manage:{guild_id}"  # the /manage button of a failed-re
 
 #: kind → (singular, plural) for summaries
 LABELS = {
-    "sale": ("sale", "sales"),
-    "renewal": ("renewal", "renewals"),
-    "payment_failed": ("failed payment", "failed payments"),
-    "access_ended": ("access ended", "accesses ended"),
-    "refund": ("refund", "refunds"),
-    "dispute": ("dispute", "disputes"),
-    "delivery_failed": ("failed delivery", "failed deliveries"),
-    "stock": ("stock warning", "stock warnings"),
-    "webhook_silence": ("webhook warning", "webhook warnings"),
-    "reconcile": ("reconciliation fix", "reconciliation fixes"),
+    "sale": (N_("sale"), N_("sales")),
+    "renewal": (N_("renewal"), N_("renewals")),
+    "payment_failed": (N_("failed payment"), N_("failed payments")),
+    "access_ended": (N_("access ended"), N_("accesses ended")),
+    "refund": (N_("refund"), N_("refunds")),
+    "dispute": (N_("dispute"), N_("disputes")),
+    "delivery_failed": (N_("failed delivery"), N_("failed deliveries")),
+    "stock": (N_("stock warning"), N_("stock warnings")),
+    "webhook_silence": (N_("webhook warning"), N_("webhook warnings")),
+    "reconcile": (N_("reconciliation fix"), N_("reconciliation fixes")),
 }
 
 
@@ -65,19 +67,40 @@ class ChannelPoster(Protocol):
 
 
 def sale_text(order: Order, product: Product, source: str) -> str:
-    gift = (
-        f" as a gift for <@{order.recipient_id}>"
-        if order.recipient_id is not None and order.recipient_id != order.buyer_id
-        else ""
-    )
-    return (
-        f"💰 Sale: **{product.name}** ({format_price(order.amount, order.currency)}) "
-        f"bought by <@{order.buyer_id}>{gift} · order #{order.id} · via {source}"
+    params = {
+        "product": product.name,
+        "price": format_price(order.amount, order.currency),
+        "buyer": order.buyer_id,
+        "order": order.id,
+        "source": source,
+    }
+    if order.recipient_id is not None and order.recipient_id != order.buyer_id:
+        return _(
+            "💰 Sale: **{product}** ({price}) bought by <@{buyer}> as a gift for "
+            "<@{recipient}> · order #{order} · via {source}",
+            recipient=order.recipient_id,
+            **params,
+        )
+    return _(
+        "💰 Sale: **{product}** ({price}) bought by <@{buyer}> · order #{order} · via {source}",
+        **params,
     )
 
 
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 1] + "…"
+
+
+def _totals(group: list[LogNotice]) -> str:
+    """` · 499.00 USD total` per currency of the notices that carry an amount."""
+    sums: dict[str, int] = {}
+    for notice in group:
+        if notice.amount is not None and notice.currency:
+            sums[notice.currency] = sums.get(notice.currency, 0) + notice.amount
+    return "".join(
+        _(" · {amount} total", amount=format_price(total, cur))
+        for cur, total in sorted(sums.items())
+    )
 
 
 # batching ------------------------------------------------------------------------------
@@ -113,12 +136,13 @@ def _blocks(notices: list[LogNotice]) -> list[_Block]:
             continue
         one, many = LABELS.get(kind, (kind, kind))
         since = int(group[0].created_at.timestamp())
-        header = f"**{len(group)} {many if len(group) > 1 else one}** since <t:{since}:T>:"
+        header = f"**{len(group)} {_(many if len(group) > 1 else one)}**{_totals(group)}"
+        header += _(" since {time}:", time=f"<t:{since}:T>")
         blocks.append(_Block(header, [group[0].id], None))
         shown, rest = group[:SHOWN_PER_KIND], group[SHOWN_PER_KIND:]
         blocks += [_Block("• " + _clip(n.text), [n.id], n.retry_job_id) for n in shown]
         if rest:
-            more = f"• …and {len(rest)} more"
+            more = "• " + _("…and {count} more", count=len(rest))
             if kind == "delivery_failed":
                 more += " (`/shop queue status:failed`, `/shop retry failed`)"
             blocks.append(_Block(more, [n.id for n in rest]))
@@ -140,7 +164,7 @@ def render_batch(notices: list[LogNotice]) -> list[LogMessage]:
         current.notice_ids += block.notice_ids
         if block.retry_job_id is not None:
             custom_id = RETRY_CUSTOM_ID.format(job_id=block.retry_job_id)
-            current.buttons.append((f"Retry job #{block.retry_job_id}", custom_id))
+            current.buttons.append((_("Retry job #{job}", job=block.retry_job_id), custom_id))
     if current.notice_ids:
         messages.append(current)
     return messages
@@ -192,13 +216,48 @@ class Notices:
                 before=before,
             )
             if channel_id is not None:
-                await self.planner.log(
+                text = await in_guild_locale(
                     tx,
                     guild_id,
-                    "settings",
-                    f"📋 <@{actor_id}> chose this channel for the shop's log: sales, renewals, "
-                    "failed payments, refunds, disputes and failed deliveries appear here.",
+                    lambda: _(
+                        "📋 <@{admin}> chose this channel for the shop's log: sales, renewals, "
+                        "failed payments, refunds, disputes and failed deliveries appear here.",
+                        admin=actor_id,
+                    ),
                 )
+                await self.planner.log(tx, guild_id, "settings", text)
+
+    async def set_locale(self, guild_id: int, actor_id: int, locale: str | None) -> str:
+        """`/shop settings locale`: the language of the guild's DMs, panels and log lines
+        (None: back to the guild's preferred locale). Returns the language now in use;
+        an unknown language raises InvalidInput and changes nothing."""
+        chosen = None
+        if locale is not None and locale.strip():
+            chosen = i18n.parse_choice(locale)
+            if chosen is None:
+                raise InvalidInput(
+                    _(
+                        "`{locale}` is not a language the shop speaks; pick one of: {choices}.",
+                        locale=locale[:20],
+                        choices=", ".join(i18n.SUPPORTED),
+                    )
+                )
+        async with self.store.transaction() as tx:
+            before = await tx.locales.chosen(guild_id)
+            await tx.locales.choose(guild_id, chosen, actor_id)
+            await tx.audit.add(
+                "settings.locale",
+                guild_id=guild_id,
+                actor_id=actor_id,
+                locale=chosen,
+                before=before,
+            )
+            return i18n.normalize(await tx.locales.of(guild_id))
+
+    async def note_preferred_locale(self, guild_id: int, locale: str) -> None:
+        """What Discord reports as the guild's preferred locale (GUILD_CREATE)."""
+        async with self.store.transaction() as tx:
+            await tx.locales.set_preferred(guild_id, locale)
 
     async def log_status(self, guild_id: int) -> tuple[int | None, str | None]:
         """The log channel, and why its latest post failed (None: it did not)."""
@@ -235,7 +294,9 @@ class Notices:
                 entitlement.user_id,
                 entitlement.order_id,
                 key=Keys.reminder(entitlement.id, kind, nearest, entitlement.ends_at),
-                text=reminder_text(kind, product.name, entitlement.ends_at),
+                text=await in_guild_locale(
+                    tx, entitlement.guild_id, reminder_text, kind, product.name, entitlement.ends_at
+                ),
             )
         return queued
 

@@ -24,6 +24,7 @@ from bot.errors import (
     PermanentFailure,
     ShopError,
 )
+from bot.i18n import _, use_locale
 from bot.models import Panel, Product, Stage
 from bot.shop import ShopService, describe_price
 from bot.store import Store, Tx
@@ -70,25 +71,31 @@ def buy_custom_id(product_id: int) -> str:
 
 def availability(item: PanelItem) -> str | None:
     if not item.product.active:
-        return "Not for sale right now"
+        return _("Not for sale right now")
     if item.units_left == 0:
-        return "Sold out"
+        return _("Sold out")
     if item.units_left is not None:
-        return f"{item.units_left} left"
+        return _("{count} left", count=item.units_left)
     return None
 
 
 def product_embed(item: PanelItem) -> dict[str, Any]:
     """Name, description, image, price with kind/interval, trial, role, availability."""
     product = item.product
-    fields = [{"name": "Price", "value": describe_price(product), "inline": True}]
+    fields = [{"name": _("Price"), "value": describe_price(product), "inline": True}]
     if product.trial_days:
-        fields.append({"name": "Free trial", "value": f"{product.trial_days} days", "inline": True})
+        fields.append(
+            {
+                "name": _("Free trial"),
+                "value": _("{days} days", days=product.trial_days),
+                "inline": True,
+            }
+        )
     if item.role_ids:
         roles = " ".join(f"<@&{role}>" for role in item.role_ids)
-        fields.append({"name": "Gives", "value": roles[:1024], "inline": True})
+        fields.append({"name": _("Gives"), "value": roles[:1024], "inline": True})
     if (state := availability(item)) is not None:
-        fields.append({"name": "Availability", "value": state, "inline": True})
+        fields.append({"name": _("Availability"), "value": state, "inline": True})
     embed: dict[str, Any] = {
         "type": "rich",
         "title": product.name[:256],
@@ -110,7 +117,9 @@ def render_panel(title: str, items: list[PanelItem]) -> dict[str, Any]:
     embeds = [product_embed(item) for item in items]
     buttons = [button(item) for item in items]
     if not embeds:
-        embeds = [{"type": "rich", "color": COLOUR, "description": "Nothing is for sale here now."}]
+        embeds = [
+            {"type": "rich", "color": COLOUR, "description": _("Nothing is for sale here now.")}
+        ]
     rows = [
         {"type": 1, "components": buttons[i : i + BUTTONS_PER_ROW]}
         for i in range(0, len(buttons), BUTTONS_PER_ROW)
@@ -132,7 +141,7 @@ def button(item: PanelItem) -> dict[str, Any]:
     return {
         "type": 2,
         "style": 3,  # success (green)
-        "label": f"Buy {item.product.name}"[:80],
+        "label": _("Buy {product}", product=item.product.name)[:80],
         "custom_id": buy_custom_id(item.product.id),
     }
 
@@ -230,8 +239,11 @@ class PanelService:
         chosen = await self.choose(guild_id, products)
         async with self.store.reading() as tx:
             items = [await panel_item(tx, product) for product in chosen]
+            locale = await tx.locales.of(guild_id)  # a panel speaks the guild's language
+        with use_locale(locale):
+            body = render_panel(heading, items)
         try:
-            message_id = await self.discord.post_message(channel_id, render_panel(heading, items))
+            message_id = await self.discord.post_message(channel_id, body)
         except PermanentFailure as exc:
             raise ShopError(
                 f"I could not post in <#{channel_id}> ({exc}). Give the bot View Channel, "

@@ -41,11 +41,13 @@ and the store wakes the worker when that transaction commits.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Settings
+from bot.i18n import use_locale
 from bot.models import (
     ActionType,
     Entitlement,
@@ -182,6 +184,15 @@ class Keys:
     @staticmethod
     def open_member_role(guild_id: int, user_id: int, role_id: int, kind: str) -> str:
         return f"member:{guild_id}:{user_id}:role:{role_id}:{kind.removesuffix('_role')}"
+
+
+async def in_guild_locale(
+    tx: Tx, guild_id: int, render: Callable[..., str], *args: Any, **kwargs: Any
+) -> str:
+    """`render(*args)` in the guild's language (`/shop settings locale`, else Discord's
+    preferred locale): for texts stored now and sent later (DM notices, log lines)."""
+    with use_locale(await tx.locales.of(guild_id)):
+        return render(*args, **kwargs)
 
 
 class Planner:
@@ -396,13 +407,17 @@ class Planner:
         *,
         key: str | None = None,
         retry_job_id: int | None = None,
+        amount: tuple[int, str] | None = None,
     ) -> int:
         """An admin log notice (bot/notices.py), once per `key`, when the guild has a log
         channel; it is posted by the guild's `log_flush` job after `LOG_WINDOW`, together
-        with every other notice of that window."""
+        with every other notice of that window. `amount` (minor units, currency) is summed
+        when a burst is summarised."""
         if await tx.notices.log_channel(guild_id) is None:
             return 0
-        if not await tx.notices.add(guild_id, kind, text, key=key, retry_job_id=retry_job_id):
+        if not await tx.notices.add(
+            guild_id, kind, text, key=key, retry_job_id=retry_job_id, amount=amount
+        ):
             return 0
         return await self.log_flush(tx, guild_id)
 

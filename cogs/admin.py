@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.charts import revenue_chart
 from bot.discord_adapter import role_problem
 from bot.errors import InvalidInput
+from bot.i18n import _
 from bot.shop import ProductDraft
 from cogs._options import (
     ACTION_NAMES,
@@ -600,6 +601,37 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             f"deliveries in {channel.mention} (bursts are summarised every 15 s). If nothing "
             "appears there, `/shop diagnose` says why.",
         )
+
+    @settings.command(name="locale", description="Language for DMs, panels and the log channel")
+    @app_commands.describe(locale="The language (empty = the server's preferred language)")
+    @app_commands.choices(
+        locale=[
+            app_commands.Choice(name="English", value="en"),
+            app_commands.Choice(name="Deutsch (German)", value="de"),
+        ]
+    )
+    async def settings_locale(
+        self, interaction: discord.Interaction, locale: str | None = None
+    ) -> None:
+        assert interaction.guild is not None
+        now = await self.bot.services.notices.set_locale(
+            interaction.guild.id, interaction.user.id, locale
+        )
+        name = LANGUAGE_NAMES.get(now, now)
+        await reply(
+            interaction,
+            _("DMs, panels and the log channel of this server now use {language}.", language=name)
+            if locale
+            else _(
+                "DMs, panels and the log channel follow the server's preferred language "
+                "({language}).",
+                language=name,
+            ),
+        )
+
+
+#: Each language in its own words (`/shop settings locale`)
+LANGUAGE_NAMES = {"en": "English", "de": "Deutsch"}
 
 
 async def setup(bot: ShopBot) -> None:

@@ -11,7 +11,9 @@ from discord import app_commands
 from discord.ext import commands
 from discord.ui import View
 
+from bot import i18n
 from bot.errors import Forbidden, InvalidInput, NotFound, TooManyAttempts
+from bot.i18n import N_, _
 from cogs._ui import (
     checkout_embed,
     checkout_view,
@@ -25,7 +27,7 @@ from cogs.errors import report_error
 if TYPE_CHECKING:
     from bot.app import ShopBot
 
-HELP = """**Buying**
+HELP = N_("""**Buying**
 `/buy` — pick a product and get a private Stripe checkout link.
 `/buy product gift_to:@member` — buy it for someone else.
 `/purchases` — what you own, until when, and what is still being delivered.
@@ -34,7 +36,7 @@ HELP = """**Buying**
 `/manage` — change or cancel your subscriptions in Stripe's billing portal.
 
 **Admins**: `/shop product add|edit|remove|list`, `/shop panel post|remove`,
-`/shop grant|revoke`, `/shop refund`, `/shop queue`."""
+`/shop grant|revoke`, `/shop refund`, `/shop queue`.""")
 
 
 #: (uses, seconds) per member and guild: a person never needs more; Stripe and the database
@@ -77,7 +79,7 @@ class ProductPick(
         super().__init__(
             discord.ui.Select(
                 custom_id=f"shop:pick:{buyer_id}:{gift_to or 0}",
-                placeholder="Choose a product",
+                placeholder=_("Choose a product"),
                 options=options or [],
             )
         )
@@ -97,8 +99,11 @@ class ProductPick(
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: ShopBot = interaction.client  # type: ignore[assignment]
         try:
+            i18n.set_locale(interaction.locale.value)  # a component: not through the tree
             if interaction.user.id != self.buyer_id:
-                raise Forbidden("This menu belongs to someone else's `/buy`; run `/buy` yourself.")
+                raise Forbidden(
+                    _("This menu belongs to someone else's `/buy`; run `/buy` yourself.")
+                )
             await send_checkout(bot, interaction, self.item.values[0], self.gift_to)
         except Exception as exc:  # a component's errors never reach the tree's handler
             await report_error(interaction, exc)
@@ -118,7 +123,9 @@ class BuyButton(
     def __init__(self, product_id: int) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Buy", style=discord.ButtonStyle.success, custom_id=f"shop:buy:{product_id}"
+                label=_("Buy"),
+                style=discord.ButtonStyle.success,
+                custom_id=f"shop:buy:{product_id}",
             )
         )
         self.product_id = product_id
@@ -135,12 +142,16 @@ class BuyButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: ShopBot = interaction.client  # type: ignore[assignment]
         try:
+            i18n.set_locale(interaction.locale.value)  # a component: not through the tree
             if interaction.guild_id is None:
-                raise InvalidInput("Shop panels work inside their server only.")
+                raise InvalidInput(_("Shop panels work inside their server only."))
             buyer: Buyer | None = bot.get_cog("Buyer")  # type: ignore[assignment]
             if buyer is not None and (retry := buyer.buy_cooldown(interaction)) is not None:
                 raise TooManyAttempts(
-                    f"You are pressing Buy too fast; try again in {max(1, math.ceil(retry))} s."
+                    _(
+                        "You are pressing Buy too fast; try again in {seconds} s.",
+                        seconds=max(1, math.ceil(retry)),
+                    )
                 )
             await send_checkout(bot, interaction, str(self.product_id), None)
         except Exception as exc:  # a component's errors never reach the tree's handler
@@ -242,7 +253,7 @@ class Buyer(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         if gift_to is not None and gift_to.bot:
-            raise InvalidInput("Bots cannot receive gifts.")
+            raise InvalidInput(_("Bots cannot receive gifts."))
         if gift_to is not None and gift_to.id == interaction.user.id:
             gift_to = None
         recipient = gift_to.id if gift_to is not None else None
@@ -251,18 +262,18 @@ class Buyer(commands.Cog):
             return
         products = await self.bot.shop.list_products(interaction.guild_id, active_only=True)
         if not products:
-            raise NotFound("This shop has nothing for sale yet.")
+            raise NotFound(_("This shop has nothing for sale yet."))
         options = []
         for p in products[:25]:
             price = self.bot.shop.describe_price(p)
             if await self.bot.shop.units_left(p.id) == 0:
-                price += " · sold out"
+                price += _(" · sold out")
             options.append(
                 discord.SelectOption(label=p.name[:100], value=str(p.id), description=price[:100])
             )
-        question = "What would you like to buy?"
+        question = _("What would you like to buy?")
         if gift_to is not None:
-            question = f"What would you like to give {gift_to.mention}?"
+            question = _("What would you like to give {member}?", member=gift_to.mention)
         await reply(
             interaction, question, view=picker_view(interaction.user.id, recipient, options)
         )
@@ -294,17 +305,19 @@ class Buyer(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         url = await self.bot.admin_ops.portal(interaction.guild_id, interaction.user.id)
         view = discord.ui.View(timeout=None)
-        view.add_item(discord.ui.Button(label="Open the billing portal", url=url))
+        view.add_item(discord.ui.Button(label=_("Open the billing portal"), url=url))
         await reply(
             interaction,
-            "Change, cancel or renew your subscriptions here. "
-            "This link is only for you and expires soon.",
+            _(
+                "Change, cancel or renew your subscriptions here. "
+                "This link is only for you and expires soon."
+            ),
             view=view,
         )
 
     @app_commands.command(name="help", description="How the shop works")
     async def help(self, interaction: discord.Interaction) -> None:
-        await reply(interaction, HELP)
+        await reply(interaction, _(HELP))
 
 
 async def setup(bot: ShopBot) -> None:

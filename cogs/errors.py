@@ -10,7 +10,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import i18n
 from bot.errors import ShopError
+from bot.i18n import _
 from cogs._ui import reply
 
 log = logging.getLogger(__name__)
@@ -27,25 +29,32 @@ async def on_app_command_error(
 
 
 async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
-    """Tell the user, ephemerally, what went wrong (commands and components alike)."""
+    """Tell the user, ephemerally, what went wrong (commands and components alike), in
+    their language."""
+    i18n.set_locale(interaction.locale.value)
     original = getattr(error, "original", error)
     if isinstance(original, ShopError):
         message = original.user_message
     elif isinstance(error, NotShopAdmin):
-        message = "Only server admins (Manage Server) can use `/shop`."
+        message = _("Only server admins (Manage Server) can use `/shop`.")
     elif isinstance(error, app_commands.NoPrivateMessage):
-        message = "This command only works inside a server."
+        message = _("This command only works inside a server.")
     elif isinstance(error, app_commands.TransformerError):
-        message = f"`{str(error.value)[:50]}` is not a valid value for that option."
+        message = _("`{value}` is not a valid value for that option.", value=str(error.value)[:50])
     elif isinstance(error, app_commands.CommandOnCooldown):
         seconds = max(1, math.ceil(error.retry_after))
         name = getattr(interaction.command, "qualified_name", "this command")
         message = (
-            f"You are using `/{name}` too fast; try again in {seconds} "
-            f"{'second' if seconds == 1 else 'seconds'}."
+            _("You are using `/{command}` too fast; try again in 1 second.", command=name)
+            if seconds == 1
+            else _(
+                "You are using `/{command}` too fast; try again in {seconds} seconds.",
+                command=name,
+                seconds=seconds,
+            )
         )
     elif isinstance(error, app_commands.CheckFailure):
-        message = "You cannot use this command here."
+        message = _("You cannot use this command here.")
     else:
         code = secrets.token_hex(3).upper()
         log.error(
@@ -54,7 +63,9 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
             code,
             exc_info=original,
         )
-        message = f"Something went wrong on our side (error {code}); nothing was charged."
+        message = _(
+            "Something went wrong on our side (error {code}); nothing was charged.", code=code
+        )
     try:
         await reply(interaction, message)
     except discord.HTTPException:

@@ -32,6 +32,18 @@ class Members(commands.Cog):
         self.bot.background.start(self.bot.reconcile_all(), name="reconcile-on-ready")
 
     @commands.Cog.listener()
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """GUILD_CREATE: keep the guild's preferred locale, the default language of its DMs,
+        panels and log notices (`/shop settings locale` overrides it)."""
+        await self.bot.services.notices.note_preferred_locale(
+            guild.id, guild.preferred_locale.value
+        )
+
+    @commands.Cog.listener()
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.on_guild_available(guild)
+
+    @commands.Cog.listener()
     async def on_member_join(self, member: discord.Member) -> None:
         if member.bot:
             return

@@ -22,7 +22,7 @@ from bot.access import CHARGEBACK, REFUND, Access
 from bot.messages import access_ended_text, refund_text
 from bot.models import Order, OrderStatus, PaymentReversal, Product
 from bot.money import format_price
-from bot.planning import Keys, Planner, order_data
+from bot.planning import Keys, Planner, in_guild_locale, order_data
 from bot.store import Tx
 from bot.stripe_facts import reversed_payment
 
@@ -80,13 +80,15 @@ class Reversals:
         ending = CHARGEBACK if dispute else REFUND
         entitlement = await tx.entitlements.by_order(order.id)
         if entitlement is not None:
-            await self.access.end(tx, order, entitlement, ending)
+            await self.access.end(tx, order, entitlement, ending, event_id=reversal.event_id)
             if not dispute and entitlement.user_id != order.buyer_id:  # a gift's recipient
                 await self.access.notify(
                     tx,
                     entitlement,
                     key=Keys.notice(f"entitlement:{entitlement.id}", "ended:refund"),
-                    text=access_ended_text(product.name, REFUND.reason),
+                    text=await in_guild_locale(
+                        tx, order.guild_id, access_ended_text, product.name, REFUND.reason
+                    ),
                 )
             return
         # unclaimed: the stage still runs
@@ -110,6 +112,7 @@ class Reversals:
             f"{icon} {what}: order #{order.id} **{product.name}** ({amount}) of {who}; "
             "its access ends.",
             key=f"order:{order.id}:log:{kind}",
+            amount=(order.amount, order.currency),
         )
         if not dispute:
             await self.planner.notice(
@@ -118,7 +121,13 @@ class Reversals:
                 order.buyer_id,
                 order.id,
                 key=Keys.notice(f"order:{order.id}", "refunded"),
-                text=refund_text(product.name, order.id, amount),
+                text=await in_guild_locale(
+                    tx,
+                    order.guild_id,
+                    lambda: refund_text(
+                        product.name, order.id, format_price(order.amount, order.currency)
+                    ),
+                ),
             )
 
 

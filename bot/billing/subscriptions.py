@@ -14,7 +14,7 @@ from bot.messages import payment_failed_text
 from bot.models import EntitlementStatus, OrderStatus, Subscription
 from bot.money import format_price
 from bot.notices import MANAGE_CUSTOM_ID
-from bot.planning import Keys, Planner, order_data
+from bot.planning import Keys, Planner, in_guild_locale, order_data
 from bot.store import Tx
 from bot.stripe_facts import (
     invoice_paid_at,
@@ -71,6 +71,7 @@ class SubscriptionEvents:
                 f"of <@{order.recipient_id or order.buyer_id}> · order #{order.id}, paid "
                 f"until <t:{int(period_end.timestamp())}:D>",
                 key=f"invoice:{invoice_id}:log:paid",
+                amount=(int(amount_paid or 0), str(invoice.get("currency") or "")),
             )
             await self.planner.webhook(
                 tx,
@@ -84,7 +85,7 @@ class SubscriptionEvents:
                     "paid_through": period_end.isoformat(),
                 },
             )
-        await self.lifecycle.settle(tx, order)
+        await self.lifecycle.settle(tx, order, event_id=event["id"])
         return order.id
 
     async def invoice_payment_failed(
@@ -143,7 +144,13 @@ class SubscriptionEvents:
                 order.buyer_id,
                 order.id,
                 key=Keys.notice(f"subscription:{sub_id}", f"payment_failed:{day.isoformat()}"),
-                text=payment_failed_text(product.name, f"<t:{int(keep_until.timestamp())}:f>"),
+                text=await in_guild_locale(
+                    tx,
+                    order.guild_id,
+                    payment_failed_text,
+                    product.name,
+                    f"<t:{int(keep_until.timestamp())}:f>",
+                ),
                 buttons=[("Manage subscription", MANAGE_CUSTOM_ID.format(guild_id=order.guild_id))],
             )
         return order.id
@@ -173,7 +180,7 @@ class SubscriptionEvents:
                 cancel_at_period_end=merged.cancel_at_period_end,
                 ended_at=merged.ended_at,
             )
-        await self.lifecycle.settle(tx, order)
+        await self.lifecycle.settle(tx, order, event_id=event["id"])
         return order.id
 
     async def _subscription(self, tx: Tx, sub_id: str) -> Subscription:

@@ -18,6 +18,7 @@ from bot.store.events import AuditRepo, EventRepo
 from bot.store.invoices import InvoiceRepo
 from bot.store.join_tokens import JoinTokenRepo
 from bot.store.licenses import LicenseRepo
+from bot.store.locales import LocaleRepo
 from bot.store.notices import NoticeRepo
 from bot.store.orders import EntitlementRepo, OrderRepo
 from bot.store.panels import PanelRepo
@@ -62,6 +63,7 @@ class Tx:
         self.skus = SkuRepo(conn, self.now)
         self.licenses = LicenseRepo(conn, self.now)
         self.webhooks = WebhookRepo(conn, self.now)
+        self.locales = LocaleRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -18,6 +18,8 @@ class LogNotice:
     text: str
     retry_job_id: int | None
     created_at: datetime
+    amount: int | None = None  # a sale's or refund's amount (minor units), for totals
+    currency: str | None = None
 
 
 class NoticeRepo(Repo):
@@ -42,24 +44,34 @@ class NoticeRepo(Repo):
         )
 
     async def add(
-        self, guild_id: int, kind: str, text: str, *, key: str | None, retry_job_id: int | None
+        self,
+        guild_id: int,
+        kind: str,
+        text: str,
+        *,
+        key: str | None,
+        retry_job_id: int | None,
+        amount: tuple[int, str] | None = None,
     ) -> bool:
-        """Queue a notice; False when `key` was queued before (nothing written)."""
+        """Queue a notice (`amount`: minor units and currency, summed in summaries); False
+        when `key` was queued before (nothing written)."""
+        minor, currency = amount if amount is not None else (None, None)
         changed = await self._changed(
             "INSERT INTO log_notices (guild_id, kind, text, dedupe_key, retry_job_id,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (guild_id, kind, text, key, retry_job_id, self.now_iso),
+            " created_at, amount, currency) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (guild_id, kind, text, key, retry_job_id, self.now_iso, minor, currency),
         )
         return changed > 0
 
     async def unsent(self, guild_id: int, limit: int = 500) -> list[LogNotice]:
         """The guild's notices not posted yet, oldest first."""
         rows = await self._all(
-            "SELECT id, guild_id, kind, text, retry_job_id, created_at FROM log_notices"
-            " WHERE guild_id=? AND sent_at IS NULL ORDER BY id LIMIT ?",
+            "SELECT id, guild_id, kind, text, retry_job_id, created_at, amount, currency"
+            " FROM log_notices WHERE guild_id=? AND sent_at IS NULL ORDER BY id LIMIT ?",
             (guild_id, limit),
         )
-        return [LogNotice(r[0], r[1], r[2], r[3], r[4], parse_iso(r[5])) for r in rows]
+        return [LogNotice(r[0], r[1], r[2], r[3], r[4], parse_iso(r[5]), r[6], r[7]) for r in rows]
 
     async def oldest_unsent(self, guild_id: int) -> datetime | None:
         row = await self._one(

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from bot.services import build_services
+from bot.shop import ProductDraft
 from bot.store import Store
 from tests.unit.test_stock import expiry_loop_until, status_of
 from tests.unit.world import (
@@ -96,9 +97,25 @@ async def test_burst_of_100_sales_posts_a_summary_not_100_messages(world: World)
         await buy(world, "gold", user=user)
     await flush_log(world)
     assert len(posts(world)) == 1
-    assert "**100 sales** since" in posts(world)[0]
+    assert "**100 sales**" in posts(world)[0]
     assert "…and 95 more" in posts(world)[0]
     assert world.rows("SELECT COUNT(*) FROM log_notices WHERE sent_at IS NULL") == [(0,)]
+
+
+async def test_burst_summary_shows_the_total_per_currency(world: World) -> None:
+    """A burst summary's header adds up the sales, per currency (100 × 4.99 USD, 3 × 500 JPY)."""
+    await add_product(world, "Gold")
+    await world.shop.add_product(
+        GUILD, ADMIN, ProductDraft(name="Yen", price="500", currency="jpy", role_id=ROLE)
+    )
+    await with_log(world)
+    for user in range(1000, 1100):
+        await buy(world, "gold", user=user)
+    for user in range(2000, 2003):
+        await buy(world, "yen", user=user)
+    await flush_log(world)
+    (content,) = posts(world)
+    assert "**103 sales** · 1,500 JPY total · 499.00 USD total since" in content
 
 
 async def test_log_channel_the_bot_cannot_post_in_fails_with_the_fix_orders_unaffected(

@@ -278,9 +278,9 @@ class InteractionMixin:
             perms = guild.permissions(user_id) if permissions is None else int(permissions)
             channel = guild.channels[int(channel_id)] if channel_id else guild.default_channel
             payload.update(
-                guild={"id": str(guild.id), "locale": "en-US", "features": []},
+                guild={"id": str(guild.id), "locale": guild.preferred_locale, "features": []},
                 guild_id=str(guild.id),
-                guild_locale="en-US",
+                guild_locale=guild.preferred_locale,
                 member={**member.payload(), "permissions": str(perms)},
                 app_permissions=str(guild.permissions(self.bot_user.id)),
                 authorizing_integration_owners={"0": str(guild.id)},

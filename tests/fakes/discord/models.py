@@ -223,6 +223,8 @@ class FakeGuild:
     bot_role_id: int = 0
     #: Membership Screening (Rules Screening) on: members added by the API start `pending`.
     screening: bool = False
+    #: What Discord sends as `preferred_locale` (Community servers choose it; else en-US).
+    preferred_locale: str = "en-US"
 
     @property
     def everyone(self) -> FakeRole:
@@ -284,7 +286,7 @@ class FakeGuild:
             "vanity_url_code": None,
             "premium_tier": 0,
             "premium_subscription_count": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.preferred_locale,
             "nsfw_level": 0,
             "premium_progress_bar_enabled": False,
             "max_members": 500000,
