@@ -10,6 +10,7 @@ from typing import Any
 from bot.clock import parse_iso
 from bot.models import Entitlement, Job, Order, Product
 from bot.store.base import Repo
+from bot.store.orders import order_filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,18 +161,13 @@ class ApiRepo(Repo):
     ) -> list[Order]:
         """Orders with id > after, oldest first, filtered by guild, member (buyer or
         recipient) and status."""
-        sql = "SELECT * FROM orders WHERE id>?"
-        params: tuple[Any, ...] = (after,)
+        where, params = order_filter(user_id, status)
         if guild_id is not None:
-            sql += " AND guild_id=?"
-            params += (guild_id,)
-        if user_id is not None:
-            sql += " AND (buyer_id=? OR recipient_id=?)"
-            params += (user_id, user_id)
-        if status is not None:
-            sql += " AND status=?"
-            params += (status,)
-        rows = await self._all(sql + " ORDER BY id LIMIT ?", (*params, limit))
+            where, params = where + " AND guild_id=?", (*params, guild_id)
+        rows = await self._all(
+            "SELECT * FROM orders WHERE id>?" + where + " ORDER BY id LIMIT ?",  # noqa: S608 - fixed conditions
+            (after, *params, limit),
+        )
         return [Order.from_row(row) for row in rows]
 
     async def jobs_of_order(self, order_id: int) -> list[Job]:

@@ -163,16 +163,25 @@ class OrderRepo(Repo):
         self, guild_id: int, user_id: int | None, status: str | None, limit: int = 20
     ) -> list[Order]:
         """Newest orders of a guild, optionally of one member (buyer or recipient) or status."""
-        sql = "SELECT * FROM orders WHERE guild_id=?"
-        params: tuple[Any, ...] = (guild_id,)
-        if user_id is not None:
-            sql += " AND (buyer_id=? OR recipient_id=?)"
-            params += (user_id, user_id)
-        if status is not None:
-            sql += " AND status=?"
-            params += (status,)
-        rows = await self._all(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        where, params = order_filter(user_id, status)
+        rows = await self._all(
+            "SELECT * FROM orders WHERE guild_id=?"  # noqa: S608 - fixed conditions
+            + where
+            + " ORDER BY id DESC LIMIT ?",
+            (guild_id, *params, limit),
+        )
         return [Order.from_row(row) for row in rows]
+
+
+def order_filter(user_id: int | None, status: str | None) -> tuple[str, tuple[Any, ...]]:
+    """` AND …` conditions for orders of one member (buyer or recipient) and/or status."""
+    sql = ""
+    params: tuple[Any, ...] = ()
+    if user_id is not None:
+        sql, params = " AND (buyer_id=? OR recipient_id=?)", (user_id, user_id)
+    if status is not None:
+        sql, params = sql + " AND status=?", (*params, status)
+    return sql, params
 
 
 class EntitlementRepo(Repo):
