@@ -3,11 +3,11 @@
 `.venv/bin/python -m bench.all [--quick] [--runs N] [--json PATH]`
 
 Runs bench.webhook_ingest, bench.payment_to_role at 200 purchases/s (the issue's load),
-bench.ratelimited_drain, bench.memory and bench.reconcile one after another (each its own
-process, each writing JSON), then prints one table: measure, result, target, met. `--quick`
-runs every smoke version (CI: fails only when a benchmark itself fails, i.e. the path
-breaks); the full run takes about 10 minutes. Exit status 1 if a benchmark failed; a missed
-target is reported in the table, not as a failure.
+bench.ratelimited_drain, bench.memory, bench.license_validate and bench.reconcile one after
+another (each its own process, each writing JSON), then prints one table: measure, result,
+target, met. `--quick` runs every smoke version (CI: fails only when a benchmark itself
+fails, i.e. the path breaks); the full run takes about 10 minutes. Exit status 1 if a
+benchmark failed; a missed target is reported in the table, not as a failure.
 """
 
 from __future__ import annotations
@@ -109,6 +109,22 @@ BENCHES: list[tuple[str, list[str], list[Check]]] = [
                 lambda r: next(_f(v, " MB") + f" ({k})" for k, v in r.items() if "members MB" in k),
                 "<= 10 MB",
                 lambda r: r["members growth <= 10 MB met"],
+            ),
+        ],
+    ),
+    (
+        "license_validate",
+        [],
+        [
+            (
+                "license validate, 32 clients: per second, p99 (ratio to bare aiohttp)",
+                lambda r: (
+                    f"{r['validate per_s (median)']:.0f}/s, p99"
+                    f" {r['validate p99_ms (median)']:.1f} ms"
+                    f" ({r['validate ratio to bare (median)']:.2f} of bare)"
+                ),
+                "report",
+                lambda r: None,
             ),
         ],
     ),

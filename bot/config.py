@@ -205,6 +205,10 @@ class ApiSettings(Section):
     """[api]: the integration API (SPEC §5c)."""
 
     rate_limit_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 60
+    #: POST /licenses/validate per license key, and per client address, a minute
+    #: (bot/licenses.py): slows guessing keys and one leaked key used everywhere.
+    license_validations_per_key_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 30
+    license_validations_per_client_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 120
 
 
 class _FromSources(BaseSettings):

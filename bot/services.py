@@ -126,7 +126,12 @@ def build_services(
             discord_store or _no_store(discord),
             clock,
         ),
-        licenses=LicenseService(store, clock),
+        licenses=LicenseService(
+            store,
+            clock,
+            per_key_per_minute=settings.api.license_validations_per_key_per_minute,
+            per_client_per_minute=settings.api.license_validations_per_client_per_minute,
+        ),
         webhooks=WebhookService(store),
     )
 
