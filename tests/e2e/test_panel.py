@@ -95,7 +95,12 @@ async def test_panel_updates_when_product_changes(shop: Shop) -> None:
     assert len(shop.discord.channel_messages) == 1, "edited in place, not posted again"
     edits = [r for r in shop.discord.requests if r.method == "PATCH" and panel["id"] in r.path]
     assert edits, "no PATCH of the panel message"
-    assert shop.bot.scalar("SELECT COUNT(*) FROM delivery_jobs WHERE status!='completed'") == 0
+    # The fake sees the PATCH before the job that sent it is marked completed: wait for that.
+    await shop.wait(
+        lambda: shop.bot.scalar("SELECT COUNT(*) FROM delivery_jobs WHERE status!='completed'")
+        == 0,
+        "every panel edit job completed",
+    )
     no_violations(shop)
 
 
