@@ -97,8 +97,9 @@ async def test_panel_updates_when_product_changes(shop: Shop) -> None:
     assert edits, "no PATCH of the panel message"
     # The fake sees the PATCH before the job that sent it is marked completed: wait for that.
     await shop.wait(
-        lambda: shop.bot.scalar("SELECT COUNT(*) FROM delivery_jobs WHERE status!='completed'")
-        == 0,
+        lambda: (
+            shop.bot.scalar("SELECT COUNT(*) FROM delivery_jobs WHERE status!='completed'") == 0
+        ),
         "every panel edit job completed",
     )
     no_violations(shop)
