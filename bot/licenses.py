@@ -4,14 +4,15 @@ Integrators' software calls `validate` (through the integration API's
 `POST /api/v1/licenses/validate`); admins unbind a key's machines with `/shop license reset`.
 A key answers from its order and entitlement: access ended by a refund, chargeback or an
 admin is `revoked`, by time `expired`. Unknown keys run the same queries as known ones (a
-key id that matches nothing), so the answer's timing does not tell them apart.
+key id that matches nothing), so the answer's timing does not tell them apart. A check is a
+read; only binding a machine, or noting one seen at most every `TOUCH_EVERY`, writes.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.clock import Clock
@@ -25,6 +26,9 @@ MAX_HWID = 200
 NO_LICENSE = 0
 #: Stands in for a found key in the constant-time comparison of an unknown one.
 _DUMMY_KEY = "\x00" * 32
+#: A bound machine's `last_seen_at` is written at most this often: a validation is a read
+#: (no commit, no fsync) unless it binds a machine or that time has passed.
+TOUCH_EVERY = timedelta(minutes=5)
 
 
 class LicenseInputError(ValueError):
@@ -130,36 +134,42 @@ class LicenseService:
             wait = limiter.hit(name)
             if wait is not None:
                 return RateLimited(retry_after=wait, scope=scope)
-        async with self.store.transaction() as tx:
+        async with self.store.reading() as tx:
             facts = await tx.licenses.facts(key)
-            # The same work whether or not the key exists: compare, list devices, touch.
+            # The same work whether or not the key exists: compare, list devices.
             found = hmac.compare_digest((facts.key if facts else _DUMMY_KEY).encode(), key.encode())
             license_id = facts.license_id if facts and found else NO_LICENSE
             devices = await tx.licenses.devices(license_id)
-            seen = await tx.licenses.touch(license_id, hwid or "")
-            if facts is None or not found:
-                return LicenseCheck(valid=False, status="unknown")
-            status = standing(facts, tx.now)
-            check = LicenseCheck(
-                valid=status == "active",
-                status=status,
-                product_id=facts.product_id,
-                user_id=facts.user_id,
-                expires_at=facts.ends_at,
-            )
-            if status != "active" or hwid is None or seen:
-                return check
-            if len(devices) >= facts.max_devices:
-                return LicenseCheck(
-                    valid=False,
-                    status="device_limit",
-                    product_id=facts.product_id,
-                    user_id=facts.user_id,
-                    expires_at=facts.ends_at,
-                )
-            await tx.licenses.bind(facts.license_id, hwid)
-            await tx.audit.add("license.bound", license_id=facts.license_id, hwid=hwid)
+            now = tx.now
+        if facts is None or not found:
+            return LicenseCheck(valid=False, status="unknown")
+        status = standing(facts, now)
+        check = LicenseCheck(
+            valid=status == "active",
+            status=status,
+            product_id=facts.product_id,
+            user_id=facts.user_id,
+            expires_at=facts.ends_at,
+        )
+        last_seen = devices.get(hwid) if hwid is not None else None
+        if status != "active" or hwid is None:
             return check
+        if last_seen is not None:
+            if now - last_seen >= TOUCH_EVERY:  # a bound machine: its last_seen_at, sparingly
+                async with self.store.transaction() as wtx:
+                    await wtx.licenses.touch(facts.license_id, hwid)
+            return check
+        if len(devices) >= facts.max_devices:
+            return replace(check, valid=False, status="device_limit")
+        async with self.store.transaction() as wtx:  # bind: count again under the write lock
+            bound = await wtx.licenses.devices(facts.license_id)
+            if hwid in bound:
+                return check
+            if len(bound) >= facts.max_devices:
+                return replace(check, valid=False, status="device_limit")
+            await wtx.licenses.bind(facts.license_id, hwid)
+            await wtx.audit.add("license.bound", license_id=facts.license_id, hwid=hwid)
+        return check
 
     async def reset(
         self, key: str, guild_id: int | None = None, actor_id: int | None = None

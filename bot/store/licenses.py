@@ -55,12 +55,14 @@ class LicenseRepo(Repo):
             ends_at=None if row[8] is None else parse_iso(row[8]),
         )
 
-    async def devices(self, license_id: int) -> list[str]:
-        """The hwids bound to the key, first bound first (none for an unknown id)."""
+    async def devices(self, license_id: int) -> dict[str, datetime]:
+        """The hwids bound to the key with when each was last seen, first bound first (none
+        for an unknown id)."""
         rows = await self._all(
-            "SELECT hwid FROM license_devices WHERE license_id=? ORDER BY id", (license_id,)
+            "SELECT hwid, last_seen_at FROM license_devices WHERE license_id=? ORDER BY id",
+            (license_id,),
         )
-        return [str(row[0]) for row in rows]
+        return {str(row[0]): parse_iso(row[1]) for row in rows}
 
     async def touch(self, license_id: int, hwid: str) -> bool:
         """Mark `hwid` seen on the key; False when it is not bound to it (or no such key)."""

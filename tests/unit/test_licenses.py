@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.licenses import LicenseCheck, LicenseInputError, LicenseService, RateLimited
+from bot.licenses import TOUCH_EVERY, LicenseCheck, LicenseInputError, LicenseService, RateLimited
 from bot.shop import ProductDraft
 from tests.unit.world import ADMIN, BUYER, GUILD, OTHER, World, buy
 
@@ -93,24 +93,45 @@ async def test_license_revoked_by_admin(world: World) -> None:
 
 
 async def test_license_unknown_key_runs_the_same_queries_as_a_known_one(world: World) -> None:
-    """Unknown keys answer `unknown` through the same statements as a known key whose
-    device is refused, so their timing cannot tell them apart (no timing asserts)."""
+    """Unknown keys answer `unknown` through the same statements as a known key (refused
+    device, or a machine bound and seen lately), so timing cannot tell them apart (no timing
+    asserts); none of the three writes anything (a check is a read: no commit, no fsync)."""
     await bought_key(world, max_devices=1)
     lic = world.services.licenses
     assert check(await lic.validate("KEY-AAA", "hw-A", "c")).status == "active"
     statements: list[str] = []
+    runs: list[list[str]] = []
     await world.store.db.conn.set_trace_callback(statements.append)
     try:
-        known = check(await lic.validate("KEY-AAA", "hw-B", "c"))
-        known_sql, statements[:] = list(statements), []
-        unknown = check(await lic.validate("KEY-ZZZ", "hw-B", "c"))
-        unknown_sql = list(statements)
+        for key, hwid in (("KEY-AAA", "hw-B"), ("KEY-AAA", "hw-A"), ("KEY-ZZZ", "hw-B")):
+            results = check(await lic.validate(key, hwid, "c"))
+            runs.append(list(statements))
+            statements.clear()
+            runs[-1].insert(0, results.status)
     finally:
         await world.store.db.conn.set_trace_callback(None)
-    assert known.status == "device_limit" and unknown == LicenseCheck(False, "unknown")
-    shape = [s.split(" WHERE")[0] for s in known_sql]
-    assert shape == [s.split(" WHERE")[0] for s in unknown_sql]
-    assert len(known_sql) >= 5  # BEGIN, key lookup, devices, touch, COMMIT
+    assert [run[0] for run in runs] == ["device_limit", "active", "unknown"]
+    shapes = [[s.split(" WHERE")[0] for s in run[1:]] for run in runs]
+    assert shapes[0] == shapes[1] == shapes[2] and len(shapes[0]) >= 2  # key lookup, devices
+    written = [s for run in runs for s in run[1:] if s.split()[0].upper() in WRITES]
+    assert written == []
+
+
+WRITES = {"INSERT", "UPDATE", "DELETE", "REPLACE", "COMMIT"}  # a read snapshot BEGINs, then ends
+
+
+async def test_license_bound_machine_is_noted_seen_at_most_every_few_minutes(world: World) -> None:
+    """A bound machine's last_seen_at moves when TOUCH_EVERY has passed, not on every check."""
+    await bought_key(world)
+    lic = world.services.licenses
+    assert check(await lic.validate("KEY-AAA", "hw-A", "c")).status == "active"
+    first = world.rows("SELECT last_seen_at FROM license_devices")
+    world.advance(seconds=(TOUCH_EVERY.total_seconds() - 1))
+    assert check(await lic.validate("KEY-AAA", "hw-A", "c")).status == "active"
+    assert world.rows("SELECT last_seen_at FROM license_devices") == first
+    world.advance(seconds=2)
+    assert check(await lic.validate("KEY-AAA", "hw-A", "c")).status == "active"
+    assert world.rows("SELECT last_seen_at FROM license_devices") != first
 
 
 async def test_license_undelivered_key_is_unknown_and_reset_refuses_it(world: World) -> None:
