@@ -75,7 +75,7 @@ class ApiKeys:
         if not _KEY_SHAPE.fullmatch(key):
             return None
         digest = hash_key(key)
-        async with self.store.reading() as tx:
+        async with self.store.peek() as tx:
             record = await tx.api.live_key_by_hash(digest)
             stored = await tx.api.key_hash(record.id) if record else None
         if record is None or stored is None or not hmac.compare_digest(stored, digest):

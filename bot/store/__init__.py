@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.clock import Clock
+from bot.clock import Clock, iso
 from bot.store.api import ApiRepo
 from bot.store.claims import ClaimAttemptRepo
 from bot.store.conn import Conn, Duplicate
@@ -44,26 +44,27 @@ class Tx:
         self.now = clock.now()
         #: This install's id (SPEC §3): carried by every Stripe reference, metadata and key.
         self.install_id = install_id
-        self.customers = CustomerRepo(conn, self.now)
-        self.products = ProductRepo(conn, self.now)
-        self.orders = OrderRepo(conn, self.now)
-        self.entitlements = EntitlementRepo(conn, self.now)
-        self.jobs = JobRepo(conn, self.now)
-        self.events = EventRepo(conn, self.now)
-        self.stats = StatsRepo(conn, self.now)
-        self.roles = RoleRepo(conn, self.now)
-        self.audit = AuditRepo(conn, self.now)
-        self.subscriptions = SubscriptionRepo(conn, self.now)
-        self.claims = ClaimAttemptRepo(conn, self.now)
-        self.invoices = InvoiceRepo(conn, self.now)
-        self.panels = PanelRepo(conn, self.now)
-        self.join_tokens = JoinTokenRepo(conn, self.now)
-        self.notices = NoticeRepo(conn, self.now)
-        self.api = ApiRepo(conn, self.now)
-        self.skus = SkuRepo(conn, self.now)
-        self.licenses = LicenseRepo(conn, self.now)
-        self.webhooks = WebhookRepo(conn, self.now)
-        self.locales = LocaleRepo(conn, self.now)
+        at = iso(self.now)  # formatted once, not once per repository
+        self.customers = CustomerRepo(conn, self.now, at)
+        self.products = ProductRepo(conn, self.now, at)
+        self.orders = OrderRepo(conn, self.now, at)
+        self.entitlements = EntitlementRepo(conn, self.now, at)
+        self.jobs = JobRepo(conn, self.now, at)
+        self.events = EventRepo(conn, self.now, at)
+        self.stats = StatsRepo(conn, self.now, at)
+        self.roles = RoleRepo(conn, self.now, at)
+        self.audit = AuditRepo(conn, self.now, at)
+        self.subscriptions = SubscriptionRepo(conn, self.now, at)
+        self.claims = ClaimAttemptRepo(conn, self.now, at)
+        self.invoices = InvoiceRepo(conn, self.now, at)
+        self.panels = PanelRepo(conn, self.now, at)
+        self.join_tokens = JoinTokenRepo(conn, self.now, at)
+        self.notices = NoticeRepo(conn, self.now, at)
+        self.api = ApiRepo(conn, self.now, at)
+        self.skus = SkuRepo(conn, self.now, at)
+        self.licenses = LicenseRepo(conn, self.now, at)
+        self.webhooks = WebhookRepo(conn, self.now, at)
+        self.locales = LocaleRepo(conn, self.now, at)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -164,4 +165,11 @@ class Store:
     async def reading(self) -> AsyncIterator[Tx]:
         """A read-only snapshot."""
         async with self.db.reading() as conn:
+            yield Tx(conn, self.clock, self.install_id)
+
+    @asynccontextmanager
+    async def peek(self) -> AsyncIterator[Tx]:
+        """A read-only snapshot for a few indexed lookups on a hot path (API keys, license
+        checks): it does not queue behind writes (bot/store/db.py `Database.peek`)."""
+        async with self.db.peek() as conn:
             yield Tx(conn, self.clock, self.install_id)

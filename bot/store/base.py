@@ -20,10 +20,11 @@ class Repo:
     from its migration 0001, returning text: CAST where a number is compared).
     """
 
-    def __init__(self, conn: Conn, now: datetime) -> None:
+    def __init__(self, conn: Conn, now: datetime, now_iso: str | None = None) -> None:
         self.conn = conn
         self.now = now
-        self.now_iso = iso(now)
+        #: `now` as stored; a Tx formats it once for all its repositories
+        self.now_iso = iso(now) if now_iso is None else now_iso
 
     async def _one(self, sql: str, params: Params = ()) -> Any | None:
         return await self.conn.fetch_one(sql, params)

@@ -87,6 +87,29 @@ class SqliteConn:
             raise
 
 
+class PeekConn:
+    """A read-only sqlite3 connection used on the event loop itself, without aiosqlite's
+    thread: for short indexed lookups (an API key, a license), where the two trips to the
+    database thread per statement cost far more than the statement. Writes are refused."""
+
+    dialect = "sqlite"
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Any]:
+        return self.raw.execute(sql, tuple(params)).fetchall()
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Any | None:
+        return self.raw.execute(sql, tuple(params)).fetchone()
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        raise sqlite3.OperationalError("a peek is read-only; write in store.transaction()")
+
+    async def insert(self, sql: str, params: Params = ()) -> int | None:
+        raise sqlite3.OperationalError("a peek is read-only; write in store.transaction()")
+
+
 @lru_cache(maxsize=2048)
 def numbered(sql: str) -> str:
     """`?` placeholders → `$1`, `$2`, … (PostgreSQL's), leaving `?` inside string literals,

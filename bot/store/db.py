@@ -17,9 +17,14 @@ from typing import IO
 
 import aiosqlite
 
-from bot.store.conn import SqliteConn
+from bot.store.conn import PeekConn, SqliteConn
 
 log = logging.getLogger(__name__)
+
+
+#: How long a peek waits on SQLite's busy handler (WAL readers are rarely ever busy: only
+#: while another connection recovers the WAL), blocking the loop meanwhile.
+PEEK_BUSY_S = 1.0
 
 
 class DatabaseTooNew(Exception):
@@ -106,6 +111,8 @@ class Database:
         self._seam: SqliteConn | None = None
         self._process_lock: IO[str] | None = None
         self._lock = PriorityLock()
+        self._reader: sqlite3.Connection | None = None
+        self._peek_lock = asyncio.Lock()
         #: Loop time since which another process has held the write lock (None: it has not).
         self.locked_since: float | None = None
 
@@ -123,6 +130,17 @@ class Database:
         ):
             await self._conn.execute(pragma)
         await self.migrate()
+        if str(self.path) != ":memory:":
+            self._reader = self._open_reader()
+
+    def _open_reader(self) -> sqlite3.Connection:
+        """The peek connection: WAL lets it read beside the writer; it may not write."""
+        reader = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=PEEK_BUSY_S
+        )
+        reader.row_factory = sqlite3.Row
+        reader.execute("PRAGMA query_only=ON")
+        return reader
 
     @property
     def where(self) -> str:
@@ -160,6 +178,9 @@ class Database:
         self._process_lock = handle
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -273,6 +294,31 @@ class Database:
                 yield self.seam
             finally:
                 await self._rollback()
+
+    @property
+    def reader(self) -> sqlite3.Connection | None:
+        """The peek connection (None for an in-memory database: peeks use `reading`)."""
+        return self._reader
+
+    @asynccontextmanager
+    async def peek(self) -> AsyncIterator[SqliteConn | PeekConn]:
+        """A consistent read of a few indexed rows, run on the event loop (see PeekConn).
+
+        It waits neither for the writer's lock nor for the database thread: a license check
+        or an API key lookup answers while the inbox holds a long write transaction. Only
+        for lookups that take microseconds; anything that scans belongs in `reading`.
+        """
+        if self._reader is None:
+            async with self.reading() as conn:
+                yield conn
+            return
+        async with self._peek_lock:  # one snapshot at a time on the one reader connection
+            reader = self._reader
+            reader.execute("BEGIN")
+            try:
+                yield PeekConn(reader)
+            finally:
+                reader.execute("ROLLBACK")
 
     async def _rollback(self) -> None:
         """End whatever transaction is open, even while being cancelled.

@@ -319,6 +319,12 @@ class PgDatabase:
             finally:
                 await _rollback(raw)
 
+    @asynccontextmanager
+    async def peek(self) -> AsyncIterator[PgConn]:
+        """A few indexed rows: on PostgreSQL simply a read snapshot from the pool."""
+        async with self.reading() as conn:
+            yield conn
+
     async def ping(self) -> bool:
         async with self.reading() as conn:
             await conn.fetch_all("SELECT 1")

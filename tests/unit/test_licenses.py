@@ -102,6 +102,9 @@ async def test_license_unknown_key_runs_the_same_queries_as_a_known_one(world: W
     statements: list[str] = []
     runs: list[list[str]] = []
     await world.store.db.conn.set_trace_callback(statements.append)
+    reader = world.store.db.reader
+    assert reader is not None
+    reader.set_trace_callback(statements.append)  # checks read on the peek connection
     try:
         for key, hwid in (("KEY-AAA", "hw-B"), ("KEY-AAA", "hw-A"), ("KEY-ZZZ", "hw-B")):
             results = check(await lic.validate(key, hwid, "c"))
@@ -110,6 +113,7 @@ async def test_license_unknown_key_runs_the_same_queries_as_a_known_one(world: W
             runs[-1].insert(0, results.status)
     finally:
         await world.store.db.conn.set_trace_callback(None)
+        reader.set_trace_callback(None)
     assert [run[0] for run in runs] == ["device_limit", "active", "unknown"]
     shapes = [[s.split(" WHERE")[0] for s in run[1:]] for run in runs]
     assert shapes[0] == shapes[1] == shapes[2] and len(shapes[0]) >= 2  # key lookup, devices

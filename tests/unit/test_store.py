@@ -154,3 +154,33 @@ def test_every_sqlite_migration_has_a_postgresql_twin() -> None:
     postgresql = [(number, name) for number, name, _ in _migrations("bot.store.migrations_pg")]
     assert sqlite == postgresql
     assert [number for number, _ in sqlite] == list(range(1, len(sqlite) + 1))
+
+
+async def test_peek_reads_committed_rows_while_a_write_transaction_is_open(tmp_path: Path) -> None:
+    """A peek answers from the last commit without waiting for the writer's lock, and
+    refuses to write (it is for lookups on hot paths: API keys, license checks)."""
+    store = await open_store(tmp_path / "shop.db")
+    try:
+        async with store.transaction() as tx:
+            await tx.set_meta("colour", "blue")
+        held, release = asyncio.Event(), asyncio.Event()
+
+        async def writer() -> None:
+            async with store.transaction() as tx:
+                await tx.set_meta("colour", "green")
+                held.set()
+                await release.wait()
+
+        task = asyncio.create_task(writer())
+        await asyncio.wait_for(held.wait(), 5)
+        async with asyncio.timeout(5):  # the writer holds the lock until we let it go
+            async with store.peek() as tx:
+                assert await tx.get_meta("colour") == "blue"  # not the uncommitted green
+                with pytest.raises(sqlite3.OperationalError, match="read-only"):
+                    await tx.set_meta("colour", "red")
+        release.set()
+        await task
+        async with store.peek() as tx:
+            assert await tx.get_meta("colour") == "green"
+    finally:
+        await store.close()
