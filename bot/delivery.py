@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
@@ -24,7 +27,9 @@ from bot.models import EntitlementStatus, Job, JobStatus, Order, Product
 from bot.notices import flush_log
 from bot.panels import panel_body
 from bot.planning import CONSUME, LOG_FLUSH, WEBHOOK, Planner
+from bot.sharding import Shards
 from bot.store import Store
+from bot.store.queue import LEASE
 from bot.tasks import TaskGroup, wait_event
 from bot.vault import SealedTokenInvalid, Vault
 from bot.webhooks_out import WebhookSender
@@ -82,8 +87,16 @@ class DeliveryWorker:
         base_delay: float = 2.0,
         max_delay: float = 900.0,
         on_outcome: Callable[[str, str], None] | None = None,
+        shards: Shards | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self.store = store
+        #: The guilds whose jobs this process runs (SPEC §9): those on its shards.
+        self.shards = shards or Shards()
+        #: Who holds the jobs this process claims (a dead process's are claimed again once
+        #: their lease runs out); renewed every third of the lease while jobs run.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.lease = lease
         self.discord = discord
         self.clock = clock
         self.planner = planner
@@ -121,18 +134,30 @@ class DeliveryWorker:
         self._stopping = True
         if self._guild_tasks:
             await asyncio.wait(list(self._guild_tasks.values()), timeout=grace)
+        if self.store.dialect != "sqlite":  # other processes go on: hand back what is left
+            async with self.store.transaction() as tx:
+                released = await tx.jobs.release(self.holder)
+            if released:
+                log.info("shutdown: %d running jobs handed back to the queue", released)
 
     def wake(self) -> None:
         """New work was queued: look now rather than at the next timer."""
         self._wake.set()
 
     async def run(self) -> None:
-        """Forever: requeue jobs a crash left running, then dispatch due jobs per guild."""
+        """Forever: requeue jobs a crash left running, then dispatch due jobs per guild.
+
+        On SQLite the process is alone (bot/store/db.py `hold_exclusively`), so every job
+        left `running` was its own and runs again now. On PostgreSQL other processes may be
+        running theirs: a job left by a dead process is claimed again when its lease ends.
+        """
         await self.discord.wait_ready()
-        async with self.store.transaction() as tx:
-            requeued = await tx.jobs.requeue_running()
-        if requeued:
-            log.info("requeued %d jobs left running by a previous process", requeued)
+        if self.store.dialect == "sqlite":
+            async with self.store.transaction() as tx:
+                requeued = await tx.jobs.requeue_running()
+            if requeued:
+                log.info("requeued %d jobs left running by a previous process", requeued)
+        heartbeat = self._tasks.start(self._renew_leases(), name="delivery-leases")
         try:
             last_expiry = None
             while True:
@@ -144,8 +169,8 @@ class DeliveryWorker:
                         await tx.join_tokens.drop_expired()
                     last_expiry = now
                 async with self.store.reading() as tx:
-                    due = await tx.jobs.due_guilds()
-                    next_at = await tx.jobs.next_due_at()
+                    due = await tx.jobs.due_guilds(self.shards)
+                    next_at = await tx.jobs.next_due_at(self.shards)
                 for guild_id in due:
                     if guild_id not in self._guild_tasks and not self._stopping:
                         self._guild_tasks[guild_id] = self._tasks.start(
@@ -156,13 +181,28 @@ class DeliveryWorker:
                     timeout = min(timeout, max(0.05, (next_at - self.clock.now()).total_seconds()))
                 await wait_event(self._wake, timeout)
         finally:
+            heartbeat.cancel()
             await self._tasks.close()
+
+    async def _renew_leases(self) -> None:
+        """While jobs run, keep their leases ahead of the clock (a long 429 wait must not
+        let another process claim a job that is still running here)."""
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            if not self._guild_tasks:
+                continue
+            try:
+                async with self.store.transaction() as tx:
+                    await tx.jobs.renew(self.holder, self.lease)
+            except Exception:
+                log.exception("renewing the delivery leases failed; trying again")
 
     async def _drain_guild(self, guild_id: int) -> None:
         try:
             while True:
                 async with self.store.reading() as tx:
-                    jobs = await tx.jobs.due(limit=100, guild_id=guild_id)
+                    jobs = await tx.jobs.due(limit=100, guild_id=guild_id, shards=self.shards)
                 if not jobs:
                     return
                 for job in jobs:
@@ -181,9 +221,9 @@ class DeliveryWorker:
     async def execute(self, job: Job) -> str:
         """Run one job once; return the outcome recorded."""
         async with self.store.transaction() as tx:
-            attempt = await tx.jobs.start(job.id)
+            claim = await tx.jobs.start(job.id, self.holder, self.lease)
             locale = await tx.locales.of(job.guild_id)  # DMs, panels, log: the guild's
-        if attempt is None:
+        if claim is None:
             return "skipped"
         handler = self._handlers.get(job.kind)
         outcome, status, error, retry_at, waiting = (
@@ -213,16 +253,20 @@ class DeliveryWorker:
             outcome, status, error = "retry", JobStatus.PENDING, f"internal error: {exc!r}"[:300]
             retry_at = self.clock.now() + timedelta(seconds=self._backoff(job, None))
         async with self.store.transaction() as tx:
-            await tx.jobs.finish(
+            held = await tx.jobs.finish(
                 job.id,
-                attempt,
+                claim.attempt_id,
                 status=status,
                 outcome=outcome,
                 error=error,
                 retry_at=retry_at,
                 waiting_for_member=waiting,
+                fencing=claim.fencing,
             )
-            if outcome == "completed" and job.kind == "grant_role" and job.entitlement_id:
+            if not held:  # our lease ran out and another process claimed the job: its record
+                log.warning("job %s was claimed again by another process; not recorded", job.id)
+                outcome = "superseded"
+            elif outcome == "completed" and job.kind == "grant_role" and job.entitlement_id:
                 entitlement = await tx.entitlements.get(job.entitlement_id)
                 if entitlement is not None and result is not False:
                     await tx.entitlements.record_grant(entitlement, int(job.payload["role_id"]))

@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clock import iso
 from bot.models import Job
+from bot.sharding import Shards
 from bot.store.base import Repo, opt_iso
+
+#: How long a claimed job stays its holder's before another process may claim it again
+#: (the holder renews it while the job runs; bot/delivery.py).
+LEASE = timedelta(seconds=60)
+
+#: A job is due when pending and its time has come, or running past its lease (the process
+#: that claimed it died); `?` twice: now.
+_DUE = (
+    "((status='pending' AND waiting_for_member=0 AND next_attempt_at <= ?)"
+    " OR (status='running' AND lease_until IS NOT NULL AND lease_until <= ?))"
+)
+
+
+def on_shards(shards: Shards | None) -> tuple[str, tuple[int, ...]]:
+    """SQL (` AND …`) and params keeping the jobs of guilds on these shards, Discord's
+    `(guild_id >> 22) % shard_count` (both backends have `>>` and `%` on 64-bit integers)."""
+    if shards is None or shards.everything:
+        return "", ()
+    marks = ", ".join("?" for _ in shards.ids)
+    return f" AND ((guild_id >> 22) % ?) IN ({marks})", (shards.count, *shards.ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job this process now runs: its attempt row and the fencing token to finish it with."""
+
+    attempt_id: int
+    fencing: int
 
 
 class JobRepo(Repo):
@@ -66,46 +96,70 @@ class JobRepo(Repo):
         row = await self._one("SELECT * FROM delivery_jobs WHERE id=?", (job_id,))
         return None if row is None else Job.from_row(row)
 
-    async def due(self, limit: int = 200, guild_id: int | None = None) -> list[Job]:
-        """Pending jobs whose time has come and that are not waiting for a member."""
-        sql = (
-            "SELECT * FROM delivery_jobs WHERE status='pending' AND waiting_for_member=0"
-            " AND next_attempt_at <= ?"
-        )
-        params: tuple[Any, ...] = (self.now_iso,)
+    async def due(
+        self, limit: int = 200, guild_id: int | None = None, shards: Shards | None = None
+    ) -> list[Job]:
+        """Jobs to run now: pending whose time has come (not waiting for a member), or
+        running past their lease; of one guild, or of the guilds on `shards`."""
+        shard_sql, shard_params = on_shards(shards)
+        sql = f"SELECT * FROM delivery_jobs WHERE {_DUE}{shard_sql}"  # noqa: S608
+        params: tuple[Any, ...] = (self.now_iso, self.now_iso, *shard_params)
         if guild_id is not None:
             sql += " AND guild_id=?"
             params += (guild_id,)
         rows = await self._all(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [Job.from_row(row) for row in rows]
 
-    async def due_guilds(self) -> list[int]:
-        """Guilds that have at least one job due now."""
+    async def due_guilds(self, shards: Shards | None = None) -> list[int]:
+        """Guilds (on `shards`) that have at least one job due now."""
+        shard_sql, shard_params = on_shards(shards)
         rows = await self._all(
-            "SELECT DISTINCT guild_id FROM delivery_jobs WHERE status='pending'"
-            " AND waiting_for_member=0 AND next_attempt_at <= ?",
-            (self.now_iso,),
+            f"SELECT DISTINCT guild_id FROM delivery_jobs WHERE {_DUE}{shard_sql}",  # noqa: S608
+            (self.now_iso, self.now_iso, *shard_params),
         )
         return [row[0] for row in rows]
 
-    async def next_due_at(self) -> datetime | None:
+    async def next_due_at(self, shards: Shards | None = None) -> datetime | None:
+        """When the next job (on `shards`) falls due: a pending one's time, or a running
+        one's lease end."""
+        shard_sql, shard_params = on_shards(shards)
         row = await self._one(
-            "SELECT MIN(next_attempt_at) FROM delivery_jobs"
-            " WHERE status='pending' AND waiting_for_member=0"
+            "SELECT MIN(CASE WHEN status='pending' THEN next_attempt_at ELSE lease_until END)"  # noqa: S608
+            " FROM delivery_jobs WHERE ((status='pending' AND waiting_for_member=0)"
+            f" OR (status='running' AND lease_until IS NOT NULL)){shard_sql}",
+            shard_params,
         )
         return None if row is None or row[0] is None else datetime.fromisoformat(row[0])
 
-    async def start(self, job_id: int) -> int | None:
-        """Mark pending → running and open an attempt row; None if not pending any more."""
+    async def start(self, job_id: int, holder: str = "", lease: timedelta = LEASE) -> Claim | None:
+        """Claim the job for `holder` until now + `lease`: pending → running, or running past
+        its lease (its holder died) → running again under a new fencing token; open an
+        attempt row. None when it is not due any more (another process claimed it)."""
         changed = await self._changed(
-            "UPDATE delivery_jobs SET status='running', attempts=attempts+1, updated_at=?"
-            " WHERE id=? AND status='pending'",
-            (self.now_iso, job_id),
+            "UPDATE delivery_jobs SET status='running', attempts=attempts+1, lease_owner=?,"
+            " lease_until=?, fencing=fencing+1, updated_at=? WHERE id=? AND (status='pending'"
+            " OR (status='running' AND lease_until IS NOT NULL AND lease_until <= ?))",
+            (holder, iso(self.now + lease), self.now_iso, job_id, self.now_iso),
         )
         if not changed:
             return None
-        return await self._insert(
+        row = await self._one("SELECT fencing FROM delivery_jobs WHERE id=?", (job_id,))
+        assert row is not None  # the UPDATE above just changed it
+        await self._changed(  # an attempt its dead holder left open
+            "UPDATE job_attempts SET finished_at=?, outcome='abandoned',"
+            " error='the process running it stopped' WHERE job_id=? AND finished_at IS NULL",
+            (self.now_iso, job_id),
+        )
+        attempt = await self._insert(
             "INSERT INTO job_attempts (job_id, started_at) VALUES (?, ?)", (job_id, self.now_iso)
+        )
+        return Claim(attempt_id=attempt, fencing=int(row[0]))
+
+    async def renew(self, holder: str, lease: timedelta = LEASE) -> int:
+        """Extend the leases of every job `holder` is running; how many."""
+        return await self._changed(
+            "UPDATE delivery_jobs SET lease_until=? WHERE status='running' AND lease_owner=?",
+            (iso(self.now + lease), holder),
         )
 
     async def finish(
@@ -118,15 +172,20 @@ class JobRepo(Repo):
         error: str | None = None,
         retry_at: datetime | None = None,
         waiting_for_member: bool = False,
-    ) -> None:
-        """Close the attempt and move the job to its next status."""
-        await self._changed(
-            "UPDATE job_attempts SET finished_at=?, outcome=?, error=? WHERE id=?",
-            (self.now_iso, outcome, error, attempt_id),
-        )
-        await self._changed(
-            "UPDATE delivery_jobs SET status=?, last_error=?, next_attempt_at=?,"
-            " waiting_for_member=?, updated_at=? WHERE id=?",
+        fencing: int | None = None,
+    ) -> bool:
+        """Close the attempt and move the job to its next status. With `fencing`, only while
+        that claim still holds: False (nothing changed but the attempt, closed as
+        `superseded`) when the lease ran out and another process claimed the job since."""
+        guard = ""
+        params: tuple[int, ...] = ()
+        if fencing is not None:
+            guard = " AND status='running' AND fencing=?"
+            params = (fencing,)
+        changed = await self._changed(
+            "UPDATE delivery_jobs SET status=?, last_error=?, next_attempt_at=?,"  # noqa: S608
+            " waiting_for_member=?, lease_owner=NULL, lease_until=NULL, updated_at=?"
+            f" WHERE id=?{guard}",
             (
                 status,
                 error,
@@ -134,15 +193,35 @@ class JobRepo(Repo):
                 int(waiting_for_member),
                 self.now_iso,
                 job_id,
+                *params,
             ),
         )
+        await self._changed(
+            "UPDATE job_attempts SET finished_at=?, outcome=?, error=? WHERE id=?",
+            (self.now_iso, outcome if changed else "superseded", error, attempt_id),
+        )
+        return bool(changed)
 
-    async def requeue_running(self) -> int:
-        """After a crash: every `running` job goes back to pending (its effect is idempotent)."""
+    async def release(self, holder: str) -> int:
+        """Shutdown: the jobs `holder` still runs go back to pending for any process (their
+        fencing moves on, so this process can no longer record them)."""
         return await self._changed(
-            "UPDATE delivery_jobs SET status='pending', next_attempt_at=?, updated_at=?"
-            " WHERE status='running'",
-            (self.now_iso, self.now_iso),
+            "UPDATE delivery_jobs SET status='pending', next_attempt_at=?, updated_at=?,"
+            " lease_owner=NULL, lease_until=NULL, fencing=fencing+1"
+            " WHERE status='running' AND lease_owner=?",
+            (self.now_iso, self.now_iso, holder),
+        )
+
+    async def requeue_running(self, shards: Shards | None = None) -> int:
+        """After a crash: every `running` job (of the guilds on `shards`) goes back to
+        pending (its effect is idempotent); its fencing token moves on, so a holder that
+        is somehow still alive cannot record it."""
+        shard_sql, shard_params = on_shards(shards)
+        return await self._changed(
+            "UPDATE delivery_jobs SET status='pending', next_attempt_at=?, updated_at=?,"  # noqa: S608
+            " lease_owner=NULL, lease_until=NULL, fencing=fencing+1"
+            f" WHERE status='running'{shard_sql}",
+            (self.now_iso, self.now_iso, *shard_params),
         )
 
     async def waiting_members(self, guild_id: int) -> set[int]:

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from bot.errors import TransientFailure
+from bot.sharding import Shards, shard_for_guild
+from bot.store.queue import LEASE
 from tests.unit.world import BUYER, GUILD, ROLE, World, add_product, buy
 
 
@@ -45,7 +47,10 @@ async def test_jobs_a_crash_left_running_are_done_at_start(world: World) -> None
     await buy(world, "gold")
     async with world.store.transaction() as tx:
         (job,) = await tx.jobs.due()
-        assert await tx.jobs.start(job.id) is not None  # the old process died here
+        assert await tx.jobs.start(job.id, "dead-process") is not None  # it died here
+    # SQLite: the process was alone, so its job runs again at once; PostgreSQL: other
+    # processes may be running theirs, so a dead one's job waits for its lease to end.
+    world.advance(seconds=LEASE.total_seconds() + 1)
     async with running(world):
         await until(
             lambda: statuses(world) == [("grant_role", "completed"), ("receipt", "completed")]
@@ -103,3 +108,73 @@ async def test_after_shutdown_begins_no_new_job_is_taken(world: World) -> None:
         await until(lambda: not world.worker._wake.is_set())  # the loop looked again
         await until(lambda: not world.worker._guild_tasks)
     assert statuses(world) == [("grant_role", "pending")]
+
+
+async def test_a_dead_holders_job_is_claimed_after_its_lease_and_the_old_holder_cannot_record_it(
+    world: World,
+) -> None:
+    """Leases with fencing (issue 16): a running job is its holder's until the lease ends
+    (renewed while it runs); then another process claims it under a new fencing token, and
+    the first holder's late answer changes nothing but its own attempt row."""
+    await add_product(world, "Gold")
+    await buy(world, "gold")
+    async with world.store.transaction() as tx:
+        (job,) = [j for j in await tx.jobs.due() if j.kind == "grant_role"]
+        first = await tx.jobs.start(job.id, "process-a")
+        assert first is not None
+        assert await tx.jobs.start(job.id, "process-b") is None  # a's lease holds
+    world.advance(seconds=LEASE.total_seconds() * 0.8)
+    async with world.store.transaction() as tx:
+        assert await tx.jobs.renew("process-a") == 1
+    world.advance(seconds=LEASE.total_seconds() * 0.8)  # past the first lease, not the renewed
+    async with world.store.transaction() as tx:
+        assert job.id not in [j.id for j in await tx.jobs.due()]
+        assert await tx.jobs.start(job.id, "process-b") is None
+    world.advance(seconds=LEASE.total_seconds())  # a stopped renewing: it died
+    async with world.store.transaction() as tx:
+        assert job.id in [j.id for j in await tx.jobs.due()]
+        second = await tx.jobs.start(job.id, "process-b")
+        assert second is not None and second.fencing == first.fencing + 1
+        late = await tx.jobs.finish(
+            job.id, first.attempt_id, status="completed", outcome="completed", fencing=first.fencing
+        )
+        assert late is False
+        assert (await tx.jobs.get(job.id)).status == "running"  # type: ignore[union-attr]
+        done = await tx.jobs.finish(
+            job.id,
+            second.attempt_id,
+            status="completed",
+            outcome="completed",
+            fencing=second.fencing,
+        )
+        assert done is True
+    attempts = world.rows(f"SELECT outcome FROM job_attempts WHERE job_id={job.id} ORDER BY id")
+    assert attempts == [("superseded",), ("completed",)]  # a's late answer, then b's
+    assert world.rows(f"SELECT status FROM delivery_jobs WHERE id={job.id}") == [("completed",)]
+
+
+async def test_a_process_runs_only_the_jobs_of_guilds_on_its_shards(world: World) -> None:
+    """SPEC §9: the worker claims only jobs of guilds on its shards; the rest wait for the
+    process that owns them."""
+    await add_product(world, "Gold")
+    await buy(world, "gold")
+    mine = Shards(count=2, ids=(shard_for_guild(GUILD, 2),))
+    theirs = Shards(count=2, ids=(1 - mine.ids[0],))
+    other_guild = GUILD + (1 << 22)  # the next shard over: on `theirs`
+    assert theirs.owns(other_guild)
+    async with world.store.transaction() as tx:
+        other = await tx.jobs.enqueue(
+            guild_id=other_guild, user_id=BUYER, kind="grant_role", payload={"role_id": ROLE}
+        )
+    world.worker.shards = theirs
+    async with running(world):
+        await until(
+            lambda: (
+                world.rows(f"SELECT status FROM delivery_jobs WHERE id={other}") == [("failed",)]
+            )
+        )
+    assert ("grant_role", "pending") in statuses(world)  # GUILD's job: not this process's
+    world.worker.shards = mine
+    async with running(world):
+        await until(lambda: ("grant_role", "completed") in statuses(world))
+    assert world.discord.roles[BUYER] == {ROLE}
