@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.config import Settings
+from bot.i18n import N_, _
 from bot.messages import access_ended_text
-from bot.models import Entitlement, EntitlementStatus, Order, Stage
+from bot.models import Entitlement, EntitlementStatus, Order, Product, Stage
 from bot.planning import Keys, Planner, entitlement_data, in_guild_locale
 from bot.store import Tx
 
@@ -36,11 +37,27 @@ REFUND = Ending(EntitlementStatus.REVOKED, "refund", Stage.ON_REFUND, 3, False, 
 CHARGEBACK = Ending(EntitlementStatus.REVOKED, "chargeback", Stage.ON_CHARGEBACK, 4, True, None)
 #: Ends the admin log reports here (refunds and disputes are reported with the order).
 LOGGED_ENDS = {
-    "canceled": "subscription canceled",
-    "lapsed": "renewal not paid",
-    "manual": "revoked by an admin",
+    "canceled": N_("subscription canceled"),
+    "lapsed": N_("renewal not paid"),
+    "manual": N_("revoked by an admin"),
 }
 _RANKS = {ending.reason: ending.rank for ending in (EXPIRED, LAPSED, CANCELED, REFUND, CHARGEBACK)}
+
+
+def ended_log_text(entitlement: Entitlement, product: Product, reason: str) -> str:
+    """The admin log line of an access that ended (LOGGED_ENDS), in the current locale."""
+    params = {
+        "reason": _(LOGGED_ENDS[reason]),
+        "product": product.name,
+        "member": entitlement.user_id,
+    }
+    if entitlement.order_id:
+        return _(
+            "⏹️ Access ended ({reason}): **{product}** of <@{member}> · order #{order}",
+            order=entitlement.order_id,
+            **params,
+        )
+    return _("⏹️ Access ended ({reason}): **{product}** of <@{member}> · given by hand", **params)
 
 
 def rank(entitlement: Entitlement) -> int:
@@ -121,9 +138,9 @@ class Access:
                 tx,
                 current.guild_id,
                 "access_ended",
-                f"⏹️ Access ended ({LOGGED_ENDS[ending.reason]}): **{product.name}** of "
-                f"<@{current.user_id}>"
-                + (f" · order #{current.order_id}" if current.order_id else " · given by hand"),
+                await in_guild_locale(
+                    tx, current.guild_id, ended_log_text, current, product, ending.reason
+                ),
                 key=f"entitlement:{current.id}:log:ended:{ending.reason}:c{current.cycle}",
             )
         if changed:

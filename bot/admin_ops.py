@@ -8,6 +8,7 @@ from datetime import timedelta
 from bot.access import Access, Ending
 from bot.config import Settings
 from bot.errors import Conflict, InvalidInput, NotFound, PaymentError
+from bot.i18n import N_
 from bot.models import Entitlement, EntitlementStatus, OrderStatus, PaidInvoice, Stage
 from bot.payments import PaymentGateway
 from bot.planning import Keys, Planner, entitlement_data
@@ -52,7 +53,9 @@ class AdminOps:
         """Give access without a payment, with the same on_purchase actions as a purchase."""
         product = await self.shop.resolve_product(guild_id, ref)
         if days is not None and not 1 <= days <= 3650:
-            raise InvalidInput("`days` must be between 1 and 3650 (leave it empty for forever).")
+            raise InvalidInput(
+                N_("`days` must be between 1 and 3650 (leave it empty for forever).")
+            )
         async with self.store.transaction() as tx:
             ends_at = tx.now + timedelta(days=days) if days else None
             entitlement = await tx.entitlements.create(
@@ -97,7 +100,11 @@ class AdminOps:
                 if e.product_id == product.id
             ]
             if not active:
-                raise NotFound(f"<@{user_id}> has no active **{product.name}**.")
+                raise NotFound(
+                    N_("<@{member}> has no active **{product}**."),
+                    member=user_id,
+                    product=product.name,
+                )
             for entitlement in active:
                 order = await tx.orders.get(entitlement.order_id) if entitlement.order_id else None
                 await self.access.end(tx, order, entitlement, MANUAL)
@@ -123,38 +130,50 @@ class AdminOps:
         """
         digits = order_ref.strip().lstrip("#")
         if not digits.isdigit():
-            raise InvalidInput("Give the order number, like `42` or `#42` (see `/shop orders`).")
+            raise InvalidInput(
+                N_("Give the order number, like `42` or `#42` (see `/shop orders`).")
+            )
         async with self.store.reading() as tx:
             order = await tx.orders.get(int(digits))
             if order is None or order.guild_id != guild_id:
-                raise NotFound(f"There is no order #{digits} here.")
+                raise NotFound(N_("There is no order #{order} here."), order=digits)
             requested = await tx.audit.latest_of_order("order.refund_requested", order.id)
             sub_id = order.stripe_subscription_id
             invoice = await tx.invoices.latest_charged(sub_id) if sub_id else None
         if order.status == OrderStatus.REFUNDED:
-            raise Conflict(f"Order #{order.id} is already refunded.")
+            raise Conflict(N_("Order #{order} is already refunded."), order=order.id)
         if order.status == OrderStatus.DISPUTED:
-            raise Conflict(f"Order #{order.id} is disputed (a chargeback); it cannot be refunded.")
+            raise Conflict(
+                N_("Order #{order} is disputed (a chargeback); it cannot be refunded."),
+                order=order.id,
+            )
         if requested is not None:
             raise Conflict(
-                f"A refund of order #{order.id} was already requested "
-                f"({requested.detail.get('refund_id')}); access ends as soon as Stripe "
-                "confirms it."
+                N_(
+                    "A refund of order #{order} was already requested ({refund}); access ends as "
+                    "soon as Stripe confirms it."
+                ),
+                order=order.id,
+                refund=requested.detail.get("refund_id"),
             )
         if order.status != OrderStatus.PAID:
             raise Conflict(
-                f"Order #{order.id} is {order.status}; only paid orders can be refunded."
+                N_("Order #{order} is {status}; only paid orders can be refunded."),
+                order=order.id,
+                status=order.status,
             )
         payment_intent = order.stripe_payment_intent_id
         if payment_intent is None and sub_id is not None:
             payment_intent = await self._latest_payment(order.id, invoice)
         if payment_intent is None:
-            raise InvalidInput(f"Order #{order.id} has no Stripe payment to refund.")
+            raise InvalidInput(
+                N_("Order #{order} has no Stripe payment to refund."), order=order.id
+            )
         if sub_id is not None:
             try:
                 await self.payments.cancel_subscription(sub_id)
             except PaymentError as exc:
-                raise PaymentError(f"{exc.user_message} Nothing was refunded.") from None
+                raise PaymentError(N_("{reason} Nothing was refunded."), reason=exc.text) from None
         try:
             refund_id = await self.payments.refund(
                 order.id,
@@ -166,8 +185,12 @@ class AdminOps:
             if sub_id is None:
                 raise
             raise PaymentError(
-                f"The subscription of order #{order.id} is canceled, but the refund failed: "
-                f"{exc.user_message} Run `/shop refund` again to finish it."
+                N_(
+                    "The subscription of order #{order} is canceled, but the refund failed: "
+                    "{reason} Run `/shop refund` again to finish it."
+                ),
+                order=order.id,
+                reason=exc.text,
             ) from None
         async with self.store.transaction() as tx:
             await tx.audit.add(
@@ -188,14 +211,21 @@ class AdminOps:
         """The payment intent of a subscription's latest paid invoice (our record of it)."""
         if invoice is None:
             raise Conflict(
-                f"Stripe has not reported a paid invoice for order #{order_id} yet (a trial "
-                "has none); nothing was refunded."
+                N_(
+                    "Stripe has not reported a paid invoice for order #{order_id} yet (a trial "
+                    "has none); nothing was refunded."
+                ),
+                order_id=order_id,
             )
         payment_intent = await self.payments.payment_of_invoice(invoice.stripe_invoice_id)
         if payment_intent is None:
             raise Conflict(
-                f"Stripe shows no payment for invoice {invoice.stripe_invoice_id} of order "
-                f"#{order_id}; nothing was refunded."
+                N_(
+                    "Stripe shows no payment for invoice {invoice} of order #{order_id}; nothing "
+                    "was refunded."
+                ),
+                invoice=invoice.stripe_invoice_id,
+                order_id=order_id,
             )
         return payment_intent
 
@@ -205,7 +235,7 @@ class AdminOps:
         async with self.store.reading() as tx:
             customer = await tx.customers.of_user(user_id)
         if customer is None:
-            raise NotFound("You have no subscriptions here to manage. `/purchases` lists them.")
+            raise NotFound(N_("You have no subscriptions here to manage. `/purchases` lists them."))
         return await self.payments.portal_url(customer, f"https://discord.com/channels/{guild_id}")
 
     async def retry_jobs(self, guild_id: int, actor_id: int, target: str) -> int:
@@ -218,15 +248,18 @@ class AdminOps:
             elif target.isdigit():
                 found = await tx.jobs.get(int(target))
                 if found is None or found.guild_id != guild_id:
-                    raise InvalidInput(f"There is no job #{target} here (see `/shop queue`).")
+                    raise InvalidInput(
+                        N_("There is no job #{job} here (see `/shop queue`)."), job=target
+                    )
                 count = int(await tx.jobs.retry(found.id))
                 if not count:
                     raise InvalidInput(
-                        f"Job #{target} is {found.status}; only failed or expired "
-                        "jobs can be retried."
+                        N_("Job #{job} is {status}; only failed or expired jobs can be retried."),
+                        job=target,
+                        status=found.status,
                     )
             else:
-                raise InvalidInput("Give a job number from `/shop queue`, or `failed`.")
+                raise InvalidInput(N_("Give a job number from `/shop queue`, or `failed`."))
             if count:
                 await tx.audit.add(
                     "job.retry", guild_id=guild_id, actor_id=actor_id, target=target, count=count

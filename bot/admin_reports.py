@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
 
 from bot.errors import InvalidInput
+from bot.i18n import N_
 from bot.models import ActionType, AuditEntry, Entitlement, Job, Order, RoleGrant
 from bot.store import Store
 from bot.store.stats import OrderEvent, PeriodRows, Subscriber
@@ -116,7 +117,7 @@ def monthly_recurring(subscribers: list[Subscriber]) -> dict[str, int]:
 def period_start(period: str, now: datetime) -> datetime | None:
     """Midnight UTC of the period's first day (None for `all`); InvalidInput otherwise."""
     if period not in PERIODS:
-        raise InvalidInput("`period` must be 7d, 30d or all.")
+        raise InvalidInput(N_("`period` must be 7d, 30d or all."))
     days = PERIODS[period]
     if days is None:
         return None

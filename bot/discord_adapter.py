@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.api.directory import ChannelInfo, RoleInfo
 from bot.errors import MemberMissing, MessageGone, PermanentFailure, TransientFailure
+from bot.i18n import _
 
 T = TypeVar("T")
 
@@ -309,20 +310,25 @@ def _json_params(body: dict[str, Any]) -> discord.http.MultipartParameters:
 
 
 def role_problem(guild: discord.Guild, role: discord.Role) -> str | None:
-    """Why the bot cannot assign `role` in `guild`, or None if it can."""
+    """Why the bot cannot assign `role` in `guild`, or None if it can (in the current
+    locale: an admin's interaction, English for the API)."""
     me = guild.me
     if role.is_default():
-        return "@everyone cannot be sold."
+        return _("@everyone cannot be sold.")
     if role.managed:
-        return f"@{role.name} is managed by an integration or bot and cannot be assigned."
+        return _(
+            "@{role} is managed by an integration or bot and cannot be assigned.", role=role.name
+        )
     if me is None:
-        return "The bot is not in this server."
+        return _("The bot is not in this server.")
     if not me.guild_permissions.manage_roles:
-        return "The bot needs the Manage Roles permission to give roles."
+        return _("The bot needs the Manage Roles permission to give roles.")
     if role >= me.top_role:
-        return (
-            f"@{role.name} is at or above the bot's highest role (@{me.top_role.name}); "
-            "move the bot's role above it in Server Settings → Roles, then try again."
+        return _(
+            "@{role} is at or above the bot's highest role (@{top}); move the bot's role "
+            "above it in Server Settings → Roles, then try again.",
+            role=role.name,
+            top=me.top_role.name,
         )
     return None
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from bot.i18n import Text
+
 
 class ShopError(Exception):
-    """An expected failure with a message safe to show to the user."""
+    """An expected failure with a message safe to show to the user.
 
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
+    The message is English (marked with `N_()`) with its placeholders' values, and is
+    translated when it is shown (`user_message`, in the locale current then: the reader's
+    interaction), never when it is raised: `InvalidInput(N_("No product {name}."),
+    name=ref)`. `str(exc)` is the English text (logs)."""
+
+    def __init__(self, user_message: str | Text, /, **params: object) -> None:
+        self.text = user_message if isinstance(user_message, Text) else Text(user_message, **params)
+        super().__init__(self.text.english())
+
+    @property
+    def user_message(self) -> str:
+        """The message in the current locale."""
+        return str(self.text)
 
 
 class InvalidInput(ShopError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from bot.i18n import _
 from bot.lifecycle import Lifecycle
 from bot.models import Kind, Order, OrderStatus, Stage
 from bot.notices import sale_text
@@ -37,7 +38,7 @@ class Fulfilment:
         is still honoured (the buyer gets what they paid for) and the admin is told.
         """
         changed = False
-        for _ in range(5):
+        for _attempt in range(5):
             try:
                 changed = await tx.orders.update(
                     order.id,
@@ -132,8 +133,16 @@ class Fulfilment:
                 tx,
                 order.guild_id,
                 "stock",
-                f"📦 **{product.name}** is sold out (last unit: order #{order.id}). Add stock "
-                "with `/shop product edit`.",
+                await in_guild_locale(
+                    tx,
+                    order.guild_id,
+                    lambda: _(
+                        "📦 **{product}** is sold out (last unit: order #{order}). Add stock "
+                        "with `/shop product edit`.",
+                        product=product.name,
+                        order=order.id,
+                    ),
+                ),
                 key=f"order:{order.id}:log:sold_out",
             )
 
@@ -164,7 +173,16 @@ class Fulfilment:
             tx,
             order.guild_id,
             "stock",
-            f"📦 Order #{order.id} of **{name}** was paid after it sold out ({shortage}); it "
-            "was delivered anyway. Add stock or license keys, or refund it.",
+            await in_guild_locale(
+                tx,
+                order.guild_id,
+                lambda: _(
+                    "📦 Order #{order} of **{product}** was paid after it sold out ({shortage}); "
+                    "it was delivered anyway. Add stock or license keys, or refund it.",
+                    order=order.id,
+                    product=name,
+                    shortage=shortage,
+                ),
+            ),
             key=f"order:{order.id}:log:oversold",
         )

@@ -105,9 +105,45 @@ def set_locale(locale: str | None) -> str:
 
 
 def _(msgid: str, /, **params: object) -> str:
-    """`msgid` in the current locale, with `{name}` placeholders filled from `params`."""
+    """`msgid` in the current locale, with `{name}` placeholders filled from `params` (a
+    `Text` param is rendered in the same locale)."""
     text = lookup(_current.get(), msgid) or msgid
-    return text.format(**params) if params else text
+    if not params:
+        return text
+    return text.format(**{k: str(v) if isinstance(v, Text) else v for k, v in params.items()})
+
+
+class Text:
+    """A text rendered when it is shown, in the locale current then: what a service says
+    to a user it cannot know the language of (errors, results). `str()` renders it.
+
+    `Text(N_("No product called {name}."), name=ref)`: the English msgid (marked with
+    `N_()` for the catalogue) and its placeholders' values, which may be `Text`s too."""
+
+    __slots__ = ("msgid", "params")
+
+    def __init__(self, msgid: str, /, **params: object) -> None:
+        self.msgid = msgid
+        self.params = params
+
+    def __str__(self) -> str:
+        return _(self.msgid, **self.params)
+
+    def english(self) -> str:
+        """The text in the source language (for logs and exception messages)."""
+        with use_locale(SOURCE):
+            return str(self)
+
+    def __repr__(self) -> str:
+        return f"Text({self.english()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Text):
+            return NotImplemented
+        return (self.msgid, self.params) == (other.msgid, other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.msgid)
 
 
 def N_(msgid: str, /) -> str:

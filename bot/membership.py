@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from bot.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
 from bot.fulfilment import Fulfilment
+from bot.i18n import N_, _
 from bot.models import (
     NO_BUYER,
     ActionType,
@@ -31,6 +32,7 @@ CLAIM_ATTEMPTS = 5  # wrong codes one user may give …
 CLAIM_WINDOW = timedelta(minutes=15)  # … within this long, then they wait
 #: The one answer for a code that is not ours to give: no such code, another guild's, or an
 #: order someone else holds (different answers would tell a guesser which codes exist).
+#: Every refusal of a wrong code below starts with it (in English).
 UNKNOWN_CODE = "No order here has that claim code."
 
 
@@ -112,7 +114,7 @@ def normalize_code(text: str) -> str:
     raw = "".join(ch for ch in text.upper() if ch.isalnum())
     lengths = (CLAIM_GROUPS * 4, LEGACY_CLAIM_LENGTH)
     if len(raw) not in lengths or any(ch not in CLAIM_ALPHABET for ch in raw):
-        raise InvalidInput("That is not a claim code; codes look like `ABCD-EFGH-JKLM-NPQR`.")
+        raise InvalidInput(N_("That is not a claim code; codes look like `ABCD-EFGH-JKLM-NPQR`."))
     return format_claim_code(raw)
 
 
@@ -173,8 +175,10 @@ class MemberService:
                 woken = await tx.jobs.wake_member(guild_id, user_id)
                 regranted = await self.planner.regrants(tx, guild_id, user_id)
             if woken or regranted:
-                return "Delivering everything pending for you now; check `/purchases` in a moment."
-            return "Nothing is waiting for you. `/purchases` lists what you own."
+                return _(
+                    "Delivering everything pending for you now; check `/purchases` in a moment."
+                )
+            return _("Nothing is waiting for you. `/purchases` lists what you own.")
         async with self.store.transaction() as tx:
             await self._refuse_if_locked(tx, user_id)
             normalized = normalize_code(code)
@@ -190,12 +194,28 @@ class MemberService:
         # Committed: the wrong code counts, and nothing else was changed.
         minutes = int(CLAIM_WINDOW.total_seconds() // 60)
         if left:
+            if left == 1:
+                raise NotFound(
+                    N_(
+                        "No order here has that claim code. Check it against your receipt "
+                        "(1 more try before a {minutes}-minute pause)."
+                    ),
+                    minutes=minutes,
+                )
             raise NotFound(
-                f"{UNKNOWN_CODE} Check it against your receipt "
-                f"({left} more {'try' if left == 1 else 'tries'} before a {minutes}-minute pause)."
+                N_(
+                    "No order here has that claim code. Check it against your receipt "
+                    "({left} more tries before a {minutes}-minute pause)."
+                ),
+                left=left,
+                minutes=minutes,
             )
         raise TooManyAttempts(
-            f"{UNKNOWN_CODE} Too many wrong codes; try again in {minutes} minutes."
+            N_(
+                "No order here has that claim code. Too many wrong codes; try again in {minutes} "
+                "minutes."
+            ),
+            minutes=minutes,
         )
 
     async def _refuse_if_locked(self, tx: Tx, user_id: int) -> None:
@@ -207,8 +227,10 @@ class MemberService:
         reopens = wrong[-CLAIM_ATTEMPTS] + CLAIM_WINDOW
         minutes = max(1, math.ceil((reopens - tx.now).total_seconds() / 60))
         raise TooManyAttempts(
-            f"Too many wrong claim codes; try again in {minutes} "
-            f"{'minute' if minutes == 1 else 'minutes'}."
+            N_("Too many wrong claim codes; try again in 1 minute.")
+            if minutes == 1
+            else N_("Too many wrong claim codes; try again in {minutes} minutes."),
+            minutes=minutes,
         )
 
     async def _wrong_code(self, tx: Tx, guild_id: int, user_id: int) -> int:
@@ -222,19 +244,21 @@ class MemberService:
         """The code is the caller's to use: their own order, or an unclaimed one."""
         guild_id = order.guild_id
         if order.status != OrderStatus.PAID:
-            raise Conflict(f"That order is {order.status}, so there is nothing to claim.")
+            raise Conflict(
+                N_("That order is {status}, so there is nothing to claim."), status=order.status
+            )
         if order.recipient_id == user_id:
             await tx.jobs.wake_member(guild_id, user_id)
-            return "That order is already yours; anything pending is being delivered now."
+            return _("That order is already yours; anything pending is being delivered now.")
         # A web order bought without a Discord login has no buyer either: whoever holds its
         # code paid for it, so they get the receipt too.
         buyer = user_id if order.buyer_id == NO_BUYER else order.buyer_id
         if not await tx.orders.claim(order.id, user_id):
-            raise Conflict("That code has already been claimed by someone else.")
+            raise Conflict(N_("That code has already been claimed by someone else."))
         order = order.replace(recipient_id=user_id, buyer_id=buyer)
         await tx.audit.add("order.claim", guild_id=guild_id, user_id=user_id, order_id=order.id)
         await self.fulfilment.grant(tx, order, user_id)
-        return f"Order #{order.id} is now yours; delivering it now."
+        return _("Order #{order} is now yours; delivering it now.", order=order.id)
 
     async def member_joined(self, guild_id: int, user_id: int, pending: bool) -> int:
         """A member (re)joined. Screening first; then wake their jobs and re-grant their roles."""

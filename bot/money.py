@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from bot import i18n
 from bot.errors import InvalidInput
+from bot.i18n import N_
 
 # Stripe's zero- and three-decimal currencies; every other currency has two decimals.
 ZERO_DECIMAL = frozenset(
@@ -44,7 +45,9 @@ def decimals(currency: str) -> int:
 def normalize_currency(text: str) -> str:
     code = text.strip().lower()
     if len(code) != 3 or not code.isascii() or not code.isalpha():
-        raise InvalidInput(f"`{text[:20]}` is not a currency code; use three letters like usd.")
+        raise InvalidInput(
+            N_("`{text}` is not a currency code; use three letters like usd."), text=text[:20]
+        )
     return code
 
 
@@ -52,30 +55,47 @@ def parse_price(text: str, currency: str) -> int:
     """`"4.99", "usd"` → 499; `"500", "jpy"` → 500. Raises InvalidInput with a clear reason."""
     cleaned = text.strip()
     if not _PRICE.fullmatch(cleaned):
-        raise InvalidInput(f"`{text[:20]}` is not a price; write it like `4.99`.")
+        raise InvalidInput(N_("`{text}` is not a price; write it like `4.99`."), text=text[:20])
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise InvalidInput(f"`{text[:20]}` is not a price; write it like `4.99`.") from None
+        raise InvalidInput(
+            N_("`{text}` is not a price; write it like `4.99`."), text=text[:20]
+        ) from None
     if value <= 0:
-        raise InvalidInput("The price must be more than zero.")
+        raise InvalidInput(N_("The price must be more than zero."))
     places = decimals(currency)
     minor = value.scaleb(places)
     if minor != minor.to_integral_value():
-        unit = "whole units" if places == 0 else f"at most {places} decimal places"
-        raise InvalidInput(f"{currency.upper()} prices take {unit}; `{text[:20]}` has more.")
+        if places == 0:
+            raise InvalidInput(
+                N_("{currency} prices take whole units; `{text}` has more."),
+                currency=currency.upper(),
+                text=text[:20],
+            )
+        raise InvalidInput(
+            N_("{currency} prices take at most {places} decimal places; `{text}` has more."),
+            currency=currency.upper(),
+            places=places,
+            text=text[:20],
+        )
     amount = int(minor)
     if places == 3 and amount % 10:
         # Stripe settles three-decimal currencies in tens of the minor unit.
         nearest = format_price(amount - amount % 10 or 10, currency).split()[0]
         raise InvalidInput(
-            f"{currency.upper()} prices must end in 0 (Stripe charges three-decimal currencies"
-            f" in steps of 0.010); `{text[:20]}` does not. Try `{nearest}`."
+            N_(
+                "{currency} prices must end in 0 (Stripe charges three-decimal currencies in "
+                "steps of 0.010); `{text}` does not. Try `{nearest}`."
+            ),
+            currency=currency.upper(),
+            text=text[:20],
+            nearest=nearest,
         )
     if amount > MAX_MINOR_UNITS:
         raise InvalidInput(
-            "That price is too large; the most Stripe accepts is "
-            f"{format_price(MAX_MINOR_UNITS, currency)}."
+            N_("That price is too large; the most Stripe accepts is {price}."),
+            price=format_price(MAX_MINOR_UNITS, currency),
         )
     return amount
 

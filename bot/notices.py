@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot import i18n
@@ -34,6 +34,7 @@ MAX_LINE = 400
 
 RETRY_CUSTOM_ID = "shop:retry:{job_id}"  # the Retry button (cogs/notices.py)
 MANAGE_CUSTOM_ID = "shop:manage:{guild_id}"  # the /manage button of a failed-renewal DM
+MANAGE_LABEL = N_("Manage subscription")  # its label, in the guild's language
 
 #: kind → (singular, plural) for summaries
 LABELS = {
@@ -100,6 +101,22 @@ def _totals(group: list[LogNotice]) -> str:
     return "".join(
         _(" · {amount} total", amount=format_price(total, cur))
         for cur, total in sorted(sums.items())
+    )
+
+
+def webhook_silence_text(last: datetime | None) -> str:
+    """The log warning when no Stripe webhook came while checkouts were started."""
+    if last is None:
+        return _(
+            "⚠️ No Stripe webhook received ever, but checkouts were started since: payments "
+            "may not be reaching the bot. Check the endpoint in Stripe's dashboard and "
+            "`/shop diagnose`."
+        )
+    return _(
+        "⚠️ No Stripe webhook received since {time}, but checkouts were started since: "
+        "payments may not be reaching the bot. Check the endpoint in Stripe's dashboard and "
+        "`/shop diagnose`.",
+        time=f"<t:{int(last.timestamp())}:f>",
     )
 
 
@@ -323,14 +340,11 @@ class Notices:
         for guild_id, oldest in checkouts:
             if tx.now - oldest < window:
                 continue
-            seen = f"since <t:{int(last.timestamp())}:f>" if last else "ever"
             queued += await self.planner.log(
                 tx,
                 guild_id,
                 "webhook_silence",
-                f"⚠️ No Stripe webhook received {seen}, but checkouts were started since: "
-                "payments may not be reaching the bot. Check the endpoint in Stripe's "
-                "dashboard and `/shop diagnose`.",
+                await in_guild_locale(tx, guild_id, webhook_silence_text, last),
                 key=f"guild:{guild_id}:log:webhook_silence:{iso(last) if last else 'never'}",
             )
         return queued

@@ -24,7 +24,7 @@ from bot.errors import (
     PermanentFailure,
     ShopError,
 )
-from bot.i18n import _, use_locale
+from bot.i18n import N_, _, use_locale
 from bot.models import Panel, Product, Stage
 from bot.shop import ShopService, describe_price
 from bot.store import Store, Tx
@@ -176,7 +176,7 @@ def parse_message_ref(ref: str) -> tuple[int | None, int]:
     if _MESSAGE_ID.fullmatch(ref):
         return None, int(ref)
     raise InvalidInput(
-        "Give the panel's message link (right-click it → Copy Message Link) or its message id."
+        N_("Give the panel's message link (right-click it → Copy Message Link) or its message id.")
     )
 
 
@@ -184,7 +184,7 @@ def clean_title(title: str | None) -> str:
     text = "".join(ch for ch in title or "" if unicodedata.category(ch) not in ("Cf", "Cc"))
     text = " ".join(text.split())
     if len(text) > MAX_TITLE:
-        raise InvalidInput(f"Panel titles can be at most {MAX_TITLE} characters.")
+        raise InvalidInput(N_("Panel titles can be at most {most} characters."), most=MAX_TITLE)
     return text or DEFAULT_TITLE
 
 
@@ -202,7 +202,7 @@ class PanelService:
         if refs is None or not refs.strip():
             chosen = await self.shop.list_products(guild_id, active_only=True)
             if not chosen:
-                raise NotFound("Nothing is for sale here yet: add a product first.")
+                raise NotFound(N_("Nothing is for sale here yet: add a product first."))
         else:
             chosen = []
             for ref in (part.strip() for part in refs.split(",")):
@@ -211,18 +211,25 @@ class PanelService:
                 product = await self.shop.resolve_product(guild_id, ref)
                 if not product.active:
                     raise Conflict(
-                        f"**{product.name}** is not for sale; make it active with "
-                        "`/shop product edit` first."
+                        N_(
+                            "**{product}** is not for sale; make it active with `/shop product "
+                            "edit` first."
+                        ),
+                        product=product.name,
                     )
                 if product.id not in {p.id for p in chosen}:
                     chosen.append(product)
             if not chosen:
-                raise InvalidInput("Name at least one product, separated by commas.")
+                raise InvalidInput(N_("Name at least one product, separated by commas."))
         if len(chosen) > MAX_PRODUCTS:
             raise InvalidInput(
-                f"A panel shows at most {MAX_PRODUCTS} products (Discord allows {MAX_PRODUCTS} "
-                f"embeds per message) and this would have {len(chosen)}: name the ones to show "
-                "in `products`, separated by commas, and post several panels if you need to."
+                N_(
+                    "A panel shows at most {most} products (Discord allows {most} embeds per "
+                    "message) and this would have {count}: name the ones to show in `products`, "
+                    "separated by commas, and post several panels if you need to."
+                ),
+                most=MAX_PRODUCTS,
+                count=len(chosen),
             )
         return chosen
 
@@ -246,11 +253,17 @@ class PanelService:
             message_id = await self.discord.post_message(channel_id, body)
         except PermanentFailure as exc:
             raise ShopError(
-                f"I could not post in <#{channel_id}> ({exc}). Give the bot View Channel, "
-                "Send Messages and Embed Links there, then try again."
+                N_(
+                    "I could not post in <#{channel}> ({error}). Give the bot View Channel, Send "
+                    "Messages and Embed Links there, then try again."
+                ),
+                channel=channel_id,
+                error=exc,
             ) from None
         except DeliveryError as exc:
-            raise ShopError(f"Discord did not take the panel ({exc}); try again.") from None
+            raise ShopError(
+                N_("Discord did not take the panel ({error}); try again."), error=exc
+            ) from None
         try:
             async with self.store.transaction() as tx:
                 panel = await tx.panels.add(
@@ -286,14 +299,15 @@ class PanelService:
             async with self.store.reading() as tx:
                 panel = await tx.panels.by_message(guild_id, message_id)
         if panel is None:
-            raise NotFound("That message is not a shop panel of this server.")
+            raise NotFound(N_("That message is not a shop panel of this server."))
         try:
             await self.discord.delete_message(panel.channel_id, panel.message_id)
         except MessageGone:
             pass  # deleted by hand already: only our record is left
         except DeliveryError as exc:
             raise ShopError(
-                f"I could not delete the panel message ({exc}); it is still there. Try again."
+                N_("I could not delete the panel message ({error}); it is still there. Try again."),
+                error=exc,
             ) from None
         async with self.store.transaction() as tx:
             await tx.panels.forget(panel.id)

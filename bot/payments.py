@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import stripe
 
 from bot.errors import Conflict, PaymentError
+from bot.i18n import N_, Text
 from bot.stripe_facts import invoice_subscription, order_reference, stripe_id
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class StripeGateway:
             )
             raise PaymentError(_user_message(exc, CHECKOUT)) from None
         if not session.url:
-            raise PaymentError("Stripe did not return a checkout link; please try again.")
+            raise PaymentError(N_("Stripe did not return a checkout link; please try again."))
         return CheckoutSession(id=session.id, url=session.url)
 
     async def expire_checkout(self, session_id: str) -> str:
@@ -255,7 +256,7 @@ class StripeGateway:
         sub = await self._client.v1.subscriptions.retrieve_async(subscription_id)
         body = _raw_json(sub)
         if not isinstance(body, dict):
-            raise PaymentError("Stripe answered with something that is not a subscription.")
+            raise PaymentError(N_("Stripe answered with something that is not a subscription."))
         return body
 
     async def invoices_paid_by(self, payment_intent_id: str) -> list[InvoicePaymentLink]:
@@ -385,43 +386,50 @@ class Operation:
 
 
 CHECKOUT = Operation(
-    refused="Stripe refused this checkout (the product's price setup may be wrong); tell an admin.",
-    failed="Stripe had a problem creating your checkout",
-    unchanged="nothing was charged",
+    refused=N_(
+        "Stripe refused this checkout (the product's price setup may be wrong); tell an admin."
+    ),
+    failed=N_("Stripe had a problem creating your checkout"),
+    unchanged=N_("nothing was charged"),
 )
 EXPIRE = Operation(
-    refused="Stripe refused to close this checkout: {detail}",
-    failed="Stripe had a problem closing this checkout",
-    unchanged="the checkout link may still work until it expires",
+    refused=N_("Stripe refused to close this checkout: {detail}"),
+    failed=N_("Stripe had a problem closing this checkout"),
+    unchanged=N_("the checkout link may still work until it expires"),
 )
 REFUND = Operation(
-    refused="Stripe refused the refund: {detail}",
-    failed="Stripe had a problem with the refund",
-    unchanged="nothing was refunded",
+    refused=N_("Stripe refused the refund: {detail}"),
+    failed=N_("Stripe had a problem with the refund"),
+    unchanged=N_("nothing was refunded"),
 )
 PORTAL = Operation(
-    refused="Stripe could not open the billing portal (the shop's customer portal may not "
-    "be set up in the Stripe dashboard); tell an admin.",
-    failed="Stripe had a problem opening the billing portal",
-    unchanged="no portal link was made",
+    refused=N_(
+        "Stripe could not open the billing portal (the shop's customer portal may not "
+        "be set up in the Stripe dashboard); tell an admin."
+    ),
+    failed=N_("Stripe had a problem opening the billing portal"),
+    unchanged=N_("no portal link was made"),
 )
 CANCEL = Operation(
-    refused="Stripe refused to cancel the subscription: {detail}",
-    failed="Stripe had a problem cancelling the subscription",
-    unchanged="the subscription was not canceled",
+    refused=N_("Stripe refused to cancel the subscription: {detail}"),
+    failed=N_("Stripe had a problem cancelling the subscription"),
+    unchanged=N_("the subscription was not canceled"),
 )
 LOOKUP = Operation(
-    refused="Stripe could not tell which payment paid the invoice: {detail}",
-    failed="Stripe had a problem looking up the invoice's payment",
-    unchanged="nothing was changed",
+    refused=N_("Stripe could not tell which payment paid the invoice: {detail}"),
+    failed=N_("Stripe had a problem looking up the invoice's payment"),
+    unchanged=N_("nothing was changed"),
 )
 
 
-def already_refunded_text(order_id: int) -> str:
+def already_refunded_text(order_id: int) -> Text:
     """What a second `/shop refund` of one order says (our records or Stripe's)."""
-    return (
-        f"Order #{order_id} is already refunded, or its refund was already requested; "
-        "access ends as soon as Stripe confirms it."
+    return Text(
+        N_(
+            "Order #{order} is already refunded, or its refund was already requested; "
+            "access ends as soon as Stripe confirms it."
+        ),
+        order=order_id,
     )
 
 
@@ -438,14 +446,28 @@ def _describe(exc: stripe.StripeError) -> str:
     return str(exc.user_message or exc.__class__.__name__)[:300]
 
 
-def _user_message(exc: stripe.StripeError, operation: Operation) -> str:
-    """A message for the person who asked, about the operation they asked for."""
+def _user_message(exc: stripe.StripeError, operation: Operation) -> Text:
+    """A message for the person who asked, about the operation they asked for (translated
+    when shown; Stripe's own words stay as Stripe wrote them)."""
+    unchanged = Text(operation.unchanged)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
-        return "The shop's payment setup is broken (Stripe rejected our key); tell an admin."
+        return Text(
+            N_("The shop's payment setup is broken (Stripe rejected our key); tell an admin.")
+        )
     if isinstance(exc, stripe.APIConnectionError):
-        return f"Stripe could not be reached; {operation.unchanged}. Please try again in a minute."
+        return Text(
+            N_("Stripe could not be reached; {unchanged}. Please try again in a minute."),
+            unchanged=unchanged,
+        )
     if isinstance(exc, stripe.RateLimitError):
-        return f"Stripe is busy right now; {operation.unchanged}. Please try again in a minute."
+        return Text(
+            N_("Stripe is busy right now; {unchanged}. Please try again in a minute."),
+            unchanged=unchanged,
+        )
     if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
-        return operation.refused.format(detail=_describe(exc))
-    return f"{operation.failed}; {operation.unchanged}. Please try again."
+        return Text(operation.refused, detail=_describe(exc))
+    return Text(
+        N_("{failed}; {unchanged}. Please try again."),
+        failed=Text(operation.failed),
+        unchanged=unchanged,
+    )

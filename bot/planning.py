@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Settings
-from bot.i18n import use_locale
+from bot.i18n import _, use_locale
 from bot.models import (
     ActionType,
     Entitlement,
@@ -85,11 +85,20 @@ WEBHOOK_LANE = 0
 
 def failed_delivery_text(job: Job, error: str) -> str:
     """The admin log line of a delivery that failed for good: what, for whom, the fix."""
-    what = job.kind.replace("_", " ")
-    order = f" (order #{job.order_id})" if job.order_id else ""
-    return (
-        f"❌ Delivery failed: job #{job.id} {what} for <@{job.user_id}>{order}: {error}. "
-        "Fix it, then press Retry (or `/shop retry " + str(job.id) + "`)."
+    params = {"job": job.id, "what": job.kind.replace("_", " "), "member": job.user_id}
+    if job.order_id:
+        return _(
+            "❌ Delivery failed: job #{job} {what} for <@{member}> (order #{order}): {error}. "
+            "Fix it, then press Retry (or `/shop retry {job}`).",
+            order=job.order_id,
+            error=error,
+            **params,
+        )
+    return _(
+        "❌ Delivery failed: job #{job} {what} for <@{member}>: {error}. Fix it, then press "
+        "Retry (or `/shop retry {job}`).",
+        error=error,
+        **params,
     )
 
 
@@ -356,7 +365,7 @@ class Planner:
                 tx,
                 job.guild_id,
                 "delivery_failed",
-                failed_delivery_text(job, error),
+                await in_guild_locale(tx, job.guild_id, failed_delivery_text, job, error),
                 key=f"job:{job.id}:log:failed:{job.attempts}",
                 retry_job_id=job.id,
             )
@@ -597,9 +606,18 @@ class Planner:
                 tx,
                 guild_id,
                 "webhook_disabled",
-                f"🔌 Webhook endpoint #{endpoint.id} ({endpoint.url}) was disabled: its "
-                f"deliveries have failed for 3 days (last: {error}). Fix the receiver, then "
-                "create the endpoint again (`shopbot webhook create`).",
+                await in_guild_locale(
+                    tx,
+                    guild_id,
+                    lambda: _(
+                        "🔌 Webhook endpoint #{endpoint} ({url}) was disabled: its deliveries "
+                        "have failed for 3 days (last: {error}). Fix the receiver, then create "
+                        "the endpoint again (`shopbot webhook create`).",
+                        endpoint=endpoint.id,
+                        url=endpoint.url,
+                        error=error,
+                    ),
+                ),
                 key=f"webhook:{endpoint.id}:log:disabled",
             )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import InvalidInput, NotFound
+from bot.i18n import N_
 from bot.models import REVOKE_STAGES, Action, ActionType, Stage
 from bot.shop import ShopService
 from bot.store import Store
@@ -69,13 +70,15 @@ class ActionService:
         refuses the whole list, naming it; nothing changes then."""
         product = await self.shop.resolve_product(guild_id, ref)
         if len(specs) > MAX_ACTIONS:
-            raise InvalidInput(f"A product can have at most {MAX_ACTIONS} actions.")
+            raise InvalidInput(N_("A product can have at most {most} actions."), most=MAX_ACTIONS)
         checked = []
         for index, spec in enumerate(specs):
             try:
                 checked.append(check_action(spec, role_problem=role_problem))
             except InvalidInput as exc:
-                raise InvalidInput(f"Action {index + 1}: {exc.user_message}") from None
+                raise InvalidInput(
+                    N_("Action {number}: {reason}"), number=index + 1, reason=exc.text
+                ) from None
         async with self.store.transaction() as tx:
             for action in await tx.products.actions(product.id):
                 await tx.products.remove_action(action.id)
@@ -99,7 +102,7 @@ class ActionService:
         async with self.store.transaction() as tx:
             action = await tx.products.action_in_guild(action_id, guild_id)
             if action is None:
-                raise NotFound(f"There is no action #{action_id} here.")
+                raise NotFound(N_("There is no action #{action_id} here."), action_id=action_id)
             await tx.products.remove_action(action_id)
             await tx.audit.add(
                 "action.remove", guild_id=guild_id, actor_id=actor_id, action_id=action_id
@@ -114,11 +117,11 @@ class ActionService:
         product = await self.shop.resolve_product(guild_id, ref)
         keys = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
         if not keys:
-            raise InvalidInput("No keys found: put one key on each line.")
+            raise InvalidInput(N_("No keys found: put one key on each line."))
         if len(keys) > MAX_KEYS:
-            raise InvalidInput(f"At most {MAX_KEYS} keys at a time.")
+            raise InvalidInput(N_("At most {most} keys at a time."), most=MAX_KEYS)
         if any(len(key) > MAX_KEY for key in keys):
-            raise InvalidInput(f"Keys can be at most {MAX_KEY} characters.")
+            raise InvalidInput(N_("Keys can be at most {most} characters."), most=MAX_KEY)
         added = 0
         async with self.store.transaction() as tx:
             for key in keys:
@@ -170,17 +173,17 @@ def check_action(
         spec.message,
     )
     if type not in set(ActionType) or stage not in set(Stage):
-        raise InvalidInput("Unknown action type or stage.")
+        raise InvalidInput(N_("Unknown action type or stage."))
     if type in PURCHASE_ONLY and stage != Stage.ON_PURCHASE:
-        raise InvalidInput(f"`{type}` only runs `on_purchase`.")
+        raise InvalidInput(N_("`{type}` only runs `on_purchase`."), type=type)
     if type == ActionType.GRANT_ROLE and role_id is None:
-        raise InvalidInput("`grant_role` needs a `role`.")
+        raise InvalidInput(N_("`grant_role` needs a `role`."))
     if type == ActionType.SEND_MESSAGE and not (message or "").strip():
-        raise InvalidInput("`send_message` needs a `message`.")
+        raise InvalidInput(N_("`send_message` needs a `message`."))
     if type == ActionType.CREATE_INVITE and channel_id is None:
-        raise InvalidInput("`create_invite` needs a `channel`.")
+        raise InvalidInput(N_("`create_invite` needs a `channel`."))
     if message is not None and len(message) > MAX_MESSAGE:
-        raise InvalidInput(f"Messages can be at most {MAX_MESSAGE} characters.")
+        raise InvalidInput(N_("Messages can be at most {most} characters."), most=MAX_MESSAGE)
     if type == ActionType.GRANT_ROLE and role_id is not None and role_problem is not None:
         problem = role_problem(role_id)
         if problem is not None:
@@ -204,6 +207,7 @@ def _revoke_stages(text: str | None) -> list[str]:
     unknown = [stage for stage in stages if stage not in allowed]
     if unknown:
         raise InvalidInput(
-            f"`revoke_on` takes on_expire, on_refund, on_chargeback; not {', '.join(unknown)[:60]}."
+            N_("`revoke_on` takes on_expire, on_refund, on_chargeback; not {unknown}."),
+            unknown=", ".join(unknown)[:60],
         )
     return list(dict.fromkeys(stages))

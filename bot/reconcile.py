@@ -17,7 +17,8 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
 from bot.clock import iso
-from bot.planning import Planner
+from bot.i18n import _
+from bot.planning import Planner, in_guild_locale
 from bot.store import Store
 from bot.store.roles import WantedRole
 
@@ -96,8 +97,17 @@ class Reconciler:
                     tx,
                     guild_id,
                     "reconcile",
-                    f"🔧 Reconciliation found role drift and fixes it: {granted} role(s) to "
-                    f"give back, {revoked} to take away ({seen} members checked).",
+                    await in_guild_locale(
+                        tx,
+                        guild_id,
+                        lambda: _(
+                            "🔧 Reconciliation found role drift and fixes it: {granted} role(s) "
+                            "to give back, {revoked} to take away ({seen} members checked).",
+                            granted=granted,
+                            revoked=revoked,
+                            seen=seen,
+                        ),
+                    ),
                 )
         report = ReconcileReport(guild_id, seen, granted, revoked, woken)
         self._log(report)

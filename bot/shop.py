@@ -16,6 +16,7 @@ from typing import Any
 from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import Conflict, InvalidInput, NotFound, PaymentError
+from bot.i18n import N_
 from bot.models import (
     NO_BUYER,
     Kind,
@@ -150,9 +151,9 @@ def _clean_name(name: str) -> str:
     name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cf", "Cc"))
     name = " ".join(name.split())
     if not name:
-        raise InvalidInput("The product needs a name.")
+        raise InvalidInput(N_("The product needs a name."))
     if len(name) > MAX_NAME:
-        raise InvalidInput(f"Product names can be at most {MAX_NAME} characters.")
+        raise InvalidInput(N_("Product names can be at most {most} characters."), most=MAX_NAME)
     return name
 
 
@@ -163,9 +164,9 @@ def clean_image_url(url: str) -> str | None:
         return None
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
-        raise InvalidInput("`image_url` must be a web address starting with https://.")
+        raise InvalidInput(N_("`image_url` must be a web address starting with https://."))
     if len(url) > MAX_IMAGE_URL:
-        raise InvalidInput(f"`image_url` can be at most {MAX_IMAGE_URL} characters.")
+        raise InvalidInput(N_("`image_url` can be at most {most} characters."), most=MAX_IMAGE_URL)
     return url
 
 
@@ -181,7 +182,9 @@ def describe_price(product: Product) -> str:
 
 def _check_range(label: str, value: int | None, low: int, high: int) -> None:
     if value is not None and not low <= value <= high:
-        raise InvalidInput(f"`{label}` must be between {low} and {high}.")
+        raise InvalidInput(
+            N_("`{label}` must be between {low} and {high}."), label=label, low=low, high=high
+        )
 
 
 class ShopService:
@@ -209,22 +212,24 @@ class ShopService:
         currency = normalize_currency(draft.currency or self.settings.shop.default_currency)
         amount = parse_price(draft.price, currency)
         if draft.kind not in set(Kind):
-            raise InvalidInput("`kind` must be one_time, timed or subscription.")
+            raise InvalidInput(N_("`kind` must be one_time, timed or subscription."))
         if draft.kind == Kind.SUBSCRIPTION and not draft.interval:
-            raise InvalidInput("A subscription needs an `interval` (day, week, month or year).")
+            raise InvalidInput(N_("A subscription needs an `interval` (day, week, month or year)."))
         if draft.kind != Kind.SUBSCRIPTION and (draft.interval or draft.trial_days):
-            raise InvalidInput("`interval` and `trial_days` only apply to subscriptions.")
+            raise InvalidInput(N_("`interval` and `trial_days` only apply to subscriptions."))
         if draft.kind == Kind.TIMED and not draft.duration_days:
-            raise InvalidInput("Timed access needs `duration_days`.")
+            raise InvalidInput(N_("Timed access needs `duration_days`."))
         if draft.kind != Kind.TIMED and draft.duration_days:
-            raise InvalidInput("`duration_days` only applies to the timed kind.")
+            raise InvalidInput(N_("`duration_days` only applies to the timed kind."))
         _check_range("duration_days", draft.duration_days, 1, MAX_DAYS)
         _check_range("trial_days", draft.trial_days, 1, 730)
         _check_range("stock", draft.stock, 0, MAX_STOCK)
         _check_range("max_devices", draft.max_devices, 1, 1000)
         description = (draft.description or "").strip()
         if len(description) > MAX_DESCRIPTION:
-            raise InvalidInput(f"Descriptions can be at most {MAX_DESCRIPTION} characters.")
+            raise InvalidInput(
+                N_("Descriptions can be at most {most} characters."), most=MAX_DESCRIPTION
+            )
         image_url = clean_image_url(draft.image_url or "")
         try:
             async with self.store.transaction() as tx:
@@ -258,7 +263,9 @@ class ShopService:
                     role_id=draft.role_id,
                 )
         except Duplicate:
-            raise Conflict(f"A product named **{name}** already exists here.") from None
+            raise Conflict(
+                N_("A product named **{name}** already exists here."), name=name
+            ) from None
         return product
 
     async def edit_product(self, guild_id: int, actor_id: int, ref: str, **changes: Any) -> Product:
@@ -269,12 +276,16 @@ class ShopService:
             updates["name"] = _clean_name(changes["name"])
         if changes.get("price") is not None:
             if product.kind == Kind.SUBSCRIPTION and product.stripe_price_id:
-                raise InvalidInput("This subscription uses a Stripe price; change it in Stripe.")
+                raise InvalidInput(
+                    N_("This subscription uses a Stripe price; change it in Stripe.")
+                )
             updates["price_amount"] = parse_price(changes["price"], product.currency)
         if changes.get("description") is not None:
             description = changes["description"].strip()
             if len(description) > MAX_DESCRIPTION:
-                raise InvalidInput(f"Descriptions can be at most {MAX_DESCRIPTION} characters.")
+                raise InvalidInput(
+                    N_("Descriptions can be at most {most} characters."), most=MAX_DESCRIPTION
+                )
             updates["description"] = description
         if changes.get("stock") is not None:
             _check_range("stock", changes["stock"], 0, MAX_STOCK)
@@ -288,7 +299,7 @@ class ShopService:
             updates["image_url"] = None if url.casefold() == "none" else clean_image_url(url)
         role_id = changes.get("role_id")
         if not updates and role_id is None:
-            raise InvalidInput("Nothing to change: give at least one option to edit.")
+            raise InvalidInput(N_("Nothing to change: give at least one option to edit."))
         try:
             async with self.store.transaction() as tx:
                 if updates:
@@ -304,7 +315,9 @@ class ShopService:
                 )
                 await self.planner.refresh_panels(tx, product.id)
         except Duplicate:
-            raise Conflict(f"A product named **{updates.get('name')}** already exists.") from None
+            raise Conflict(
+                N_("A product named **{name}** already exists."), name=updates.get("name")
+            ) from None
         return product
 
     async def _replace_role(self, tx: Tx, product: Product, role_id: int) -> None:
@@ -370,9 +383,9 @@ class ShopService:
             if product is None:
                 product = await tx.products.by_name(guild_id, ref)
         if product is None:
-            raise NotFound(f"There is no product called `{ref[:MAX_NAME]}` here.")
+            raise NotFound(N_("There is no product called `{ref}` here."), ref=ref[:MAX_NAME])
         if for_sale and not product.active:
-            raise Conflict(f"**{product.name}** is not for sale right now.")
+            raise Conflict(N_("**{product}** is not for sale right now."), product=product.name)
         return product
 
     # buying --------------------------------------------------------------------------
@@ -422,7 +435,9 @@ class ShopService:
                 cancel_token=secrets.token_urlsafe(16),
             )
             if await reserve_stock(tx, order) is not None:
-                raise Conflict(f"**{product.name}** is sold out.")  # rolls the order back
+                raise Conflict(
+                    N_("**{product}** is sold out."), product=product.name
+                )  # rolls the order back
             await tx.orders.update(order.id, checkout_expires_at=expires_at)
             if await tx.products.units_left(product.id) == 0:  # that was the last one
                 await self.planner.refresh_panels(tx, product.id)
@@ -494,7 +509,7 @@ class ShopService:
             or not order.cancel_token
             or not hmac.compare_digest(order.cancel_token.encode(), token.encode())
         ):
-            raise NotFound("We could not find that checkout.")
+            raise NotFound(N_("We could not find that checkout."))
         if order.status != OrderStatus.PENDING:
             return order, product
         status = "expired"
@@ -532,16 +547,24 @@ class ShopService:
         limit = self.settings.shop.max_open_checkouts
         if len(open_orders) >= limit:
             raise Conflict(
-                f"You already have {len(open_orders)} checkout links open. Finish or wait for "
-                f"them to expire (links last {self.settings.shop.checkout_expiry_minutes} min)."
+                N_(
+                    "You already have {count} checkout links open. Finish or wait for them to "
+                    "expire (links last {minutes} min)."
+                ),
+                count=len(open_orders),
+                minutes=self.settings.shop.checkout_expiry_minutes,
             )
         if product.kind == Kind.SUBSCRIPTION:
             for entitlement in await tx.entitlements.active_of_member(guild_id, recipient):
                 if entitlement.product_id == product.id:
                     when = entitlement.ends_at.strftime("%Y-%m-%d") if entitlement.ends_at else "-"
                     raise Conflict(
-                        f"That subscription to **{product.name}** is already active; "
-                        f"it renews on {when}. Use /manage to change it."
+                        N_(
+                            "That subscription to **{product}** is already active; it renews on "
+                            "{when}. Use /manage to change it."
+                        ),
+                        product=product.name,
+                        when=when,
                     )
 
     def describe_price(self, product: Product) -> str:

@@ -26,8 +26,9 @@ from bot.access import EXPIRED, REFUND, Access
 from bot.clock import Clock
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.fulfilment import Fulfilment
+from bot.i18n import N_, _
 from bot.models import NO_BUYER, OrderSource, OrderStatus, Product
-from bot.planning import Planner
+from bot.planning import Planner, in_guild_locale
 from bot.shop import ShopService
 from bot.store import Duplicate, Store, Tx
 from bot.store.skus import DiscordEntitlement, SkuLink
@@ -113,8 +114,11 @@ class SkuService:
             if ref == str(sku["id"]) or ref.casefold() == str(sku.get("name", "")).casefold():
                 return sku
         raise NotFound(
-            f"This app has no SKU `{ref[:40]}`. `/shop sku list` shows the SKUs made in the "
-            "Developer Portal (Monetization → SKUs)."
+            N_(
+                "This app has no SKU `{ref}`. `/shop sku list` shows the SKUs made in the "
+                "Developer Portal (Monetization → SKUs)."
+            ),
+            ref=ref[:40],
         )
 
     async def catalogue(self, guild_id: int) -> list[SkuRow]:
@@ -144,7 +148,8 @@ class SkuService:
         sku_type = int(sku["type"])
         if sku_type == SUBSCRIPTION_GROUP:
             raise InvalidInput(
-                f"`{sku.get('name')}` is a subscription group; link the subscription SKU in it."
+                N_("`{sku}` is a subscription group; link the subscription SKU in it."),
+                sku=sku.get("name"),
             )
         product = await self.shop.resolve_product(guild_id, product_ref)
         sku_id = int(sku["id"])
@@ -152,15 +157,20 @@ class SkuService:
             current = await tx.skus.link_of_product(product.id)
             if current is not None and current.sku_id != sku_id:
                 raise Conflict(
-                    f"**{product.name}** is already sold as SKU `{current.sku_name}`; "
-                    "`/shop sku unlink` it first."
+                    N_(
+                        "**{product}** is already sold as SKU `{sku}`; `/shop sku unlink` it first."
+                    ),
+                    product=product.name,
+                    sku=current.sku_name,
                 )
             try:
                 await tx.skus.link(
                     guild_id, sku_id, product.id, sku_type, str(sku["name"]), actor_id
                 )
             except Duplicate:
-                raise Conflict(f"**{product.name}** is already sold as another SKU.") from None
+                raise Conflict(
+                    N_("**{product}** is already sold as another SKU."), product=product.name
+                ) from None
             await tx.audit.add(
                 "sku.link", guild_id=guild_id, actor_id=actor_id, sku_id=sku_id,
                 product_id=product.id,
@@ -178,7 +188,9 @@ class SkuService:
             links = {link.sku_id: link for link in await tx.skus.links_of_guild(guild_id)}
             link = links.get(int(sku["id"]))
             if link is None or not await tx.skus.unlink(guild_id, link.sku_id):
-                raise NotFound(f"SKU `{sku.get('name')}` is not linked to a product here.")
+                raise NotFound(
+                    N_("SKU `{sku}` is not linked to a product here."), sku=sku.get("name")
+                )
             await tx.audit.add(
                 "sku.unlink", guild_id=guild_id, actor_id=actor_id, sku_id=link.sku_id,
                 product_id=link.product_id,
@@ -285,12 +297,30 @@ class SkuService:
                 "order.refunded", guild_id=order.guild_id, user_id=order.recipient_id,
                 order_id=order.id, event_id=f"entitlement:{entitlement.id}:deleted",
             )  # fmt: skip
-            who = f"<@{order.recipient_id}>" if order.recipient_id else "the server"
             await self.planner.log(
                 tx,
                 order.guild_id,
                 "refund",
-                f"↩️ Discord refunded order #{order.id} of {who} (entitlement {entitlement.id})",
+                await in_guild_locale(
+                    tx,
+                    order.guild_id,
+                    lambda: (
+                        _(
+                            "↩️ Discord refunded order #{order} of <@{member}> (entitlement "
+                            "{entitlement})",
+                            order=order.id,
+                            member=order.recipient_id,
+                            entitlement=entitlement.id,
+                        )
+                        if order.recipient_id
+                        else _(
+                            "↩️ Discord refunded order #{order} of the server (entitlement "
+                            "{entitlement})",
+                            order=order.id,
+                            entitlement=entitlement.id,
+                        )
+                    ),
+                ),
                 key=f"order:{order.id}:log:refund",
             )
         if granted is not None:

@@ -8,6 +8,9 @@ import discord
 from discord import app_commands
 from discord.app_commands import Choice
 
+from bot import i18n
+from bot.i18n import N_, _
+
 if TYPE_CHECKING:
     from bot.app import ShopBot
 
@@ -53,10 +56,10 @@ PERIODS = choices(**{"7d": "Last 7 days", "30d": "Last 30 days", "all": "All tim
 
 #: How the history and the queue name things (fallback: the raw value, underscores as spaces).
 ACTION_NAMES = {c.value: c.name for c in ACTION_TYPES} | {
-    "revoke_role": "Take a role back",
-    "receipt": "Receipt DM",
-    "gift": "Gift DM",
-    "notice": "Notice DM",
+    "revoke_role": N_("Take a role back"),
+    "receipt": N_("Receipt DM"),
+    "gift": N_("Gift DM"),
+    "notice": N_("Notice DM"),
 }
 STAGE_NAMES = {c.value: c.name for c in STAGES}
 ORDER_NAMES = {c.value: c.name for c in ORDER_STATUSES}
@@ -64,7 +67,16 @@ JOB_NAMES = {c.value: c.name for c in JOB_STATUSES}
 
 
 def readable(value: str, names: dict[str, str]) -> str:
-    return names.get(value) or value.replace("_", " ").capitalize()
+    """The human name of a SPEC value, in the current locale (choice names are catalogue
+    messages too)."""
+    name = names.get(value)
+    return _(name) if name else value.replace("_", " ").capitalize()
+
+
+def in_sentence(name: str) -> str:
+    """A readable name inside a sentence: lower case in English; German keeps its nouns'
+    capitals."""
+    return name.lower() if i18n.current() == i18n.SOURCE else name
 
 
 async def admin_product_autocomplete(
@@ -73,15 +85,16 @@ async def admin_product_autocomplete(
     """Every live product of this guild, paused ones too (marked), whose name contains what
     was typed: admins edit, grant and restock products that are not for sale."""
     bot: ShopBot = interaction.client  # type: ignore[assignment]
+    i18n.set_locale(interaction.locale.value)
     if interaction.guild_id is None:
         return []
     needle = current.casefold().strip()
     products = await bot.shop.list_products(interaction.guild_id)
     return [
         Choice(
-            name=(f"{p.name} — {bot.shop.describe_price(p)}" + ("" if p.active else " (paused)"))[
-                :100
-            ],
+            name=(
+                f"{p.name} — {bot.shop.describe_price(p)}" + ("" if p.active else _(" (paused)"))
+            )[:100],
             value=str(p.id),
         )
         for p in products

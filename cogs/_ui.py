@@ -6,6 +6,7 @@ from datetime import datetime
 
 import discord
 
+from bot.i18n import N_, _
 from bot.membership import Holding, Purchases
 from bot.models import Order, Product
 
@@ -36,7 +37,7 @@ async def reply(
 
 def checkout_view(url: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(discord.ui.Button(label="Pay with Stripe", url=url, emoji="💳"))
+    view.add_item(discord.ui.Button(label=_("Pay with Stripe"), url=url, emoji="💳"))
     return view
 
 
@@ -49,9 +50,11 @@ def premium_view(sku_id: int) -> discord.ui.View:
 
 def premium_embed(product: Product) -> discord.Embed:
     embed = discord.Embed(
-        title=f"Buy {product.name}", colour=BRAND, description=product.description or None
+        title=_("Buy {product}", product=product.name),
+        colour=BRAND,
+        description=product.description or None,
     )
-    embed.set_footer(text="Sold in Discord's store: the button below shows the price.")
+    embed.set_footer(text=_("Sold in Discord's store: the button below shows the price."))
     return embed
 
 
@@ -59,28 +62,32 @@ def checkout_embed(
     order: Order, product: Product, price: str, minutes: int, gift_to: int | None
 ) -> discord.Embed:
     embed = discord.Embed(
-        title=f"Buy {product.name}", colour=BRAND, description=product.description or None
+        title=_("Buy {product}", product=product.name),
+        colour=BRAND,
+        description=product.description or None,
     )
-    embed.add_field(name="Price", value=price)
-    embed.add_field(name="Order", value=f"#{order.id}")
+    embed.add_field(name=_("Price"), value=price)
+    embed.add_field(name=_("Order"), value=f"#{order.id}")
     if gift_to is not None:
-        embed.add_field(name="Gift for", value=f"<@{gift_to}>", inline=False)
-    embed.set_footer(text=f"This link is only for you and expires in {minutes} minutes.")
+        embed.add_field(name=_("Gift for"), value=f"<@{gift_to}>", inline=False)
+    embed.set_footer(
+        text=_("This link is only for you and expires in {minutes} minutes.", minutes=minutes)
+    )
     return embed
 
 
 DELIVERY_TEXT = {
-    "delivered": "delivered",
-    "delivering": "being delivered",
-    "failed": "delivery failed — the admins have been told",
+    "delivered": N_("delivered"),
+    "delivering": N_("being delivered"),
+    "failed": N_("delivery failed — the admins have been told"),
     "nothing": "",
 }
 ORDER_TEXT = {
-    "pending": "waiting for payment",
-    "paid": "paid",
-    "failed": "payment failed",
-    "refunded": "refunded",
-    "disputed": "disputed (chargeback)",
+    "pending": N_("waiting for payment"),
+    "paid": N_("paid"),
+    "failed": N_("payment failed"),
+    "refunded": N_("refunded"),
+    "disputed": N_("disputed (chargeback)"),
 }
 
 
@@ -88,43 +95,50 @@ def _day(moment: datetime) -> str:
     return f"{discord.utils.format_dt(moment, 'D')} ({discord.utils.format_dt(moment, 'R')})"
 
 
+def _access_text(access: str, until: str) -> str:
+    if access == "forever":
+        return _("yours for good")
+    if access == "renews":
+        return _("renews on {until}", until=until)
+    if access == "cancels":
+        return _("cancels on {until}; it will not renew", until=until)
+    if access == "payment_failed":
+        return _("payment failed — access until {until}; update it with `/manage`", until=until)
+    if access == "trial":
+        return _("free trial until {until}", until=until)
+    return _("expires on {until}", until=until)
+
+
 def holding_line(item: Holding) -> str:
     """`**Pro** — delivered · renews on <date>` — the item's true state, as a sentence."""
     until = _day(item.until) if item.until is not None else ""
-    access = {
-        "forever": "yours for good",
-        "renews": f"renews on {until}",
-        "cancels": f"cancels on {until}; it will not renew",
-        "payment_failed": f"payment failed — access until {until}; update it with `/manage`",
-        "trial": f"free trial until {until}",
-        "expires": f"expires on {until}",
-    }[item.access]
-    parts = [DELIVERY_TEXT[item.delivery], access]
+    delivery = DELIVERY_TEXT[item.delivery]
+    parts = [_(delivery) if delivery else "", _access_text(item.access, until)]
     return f"**{item.name}** — " + " · ".join(p for p in parts if p)
 
 
 def purchases_embed(purchases: Purchases) -> discord.Embed:
-    embed = discord.Embed(title="Your purchases", colour=BRAND)
+    embed = discord.Embed(title=_("Your purchases"), colour=BRAND)
     if purchases.holdings:
         lines = [holding_line(item) for item in purchases.holdings]
-        embed.add_field(name="Your access", value="\n".join(lines)[:1024], inline=False)
+        embed.add_field(name=_("Your access"), value="\n".join(lines)[:1024], inline=False)
     if purchases.orders:
         lines = []
         for order, product in purchases.orders[:10]:
-            name = product.name if product else f"product {order.product_id}"
-            code = f" · code `{order.claim_code}`" if order.claim_code else ""
-            status = ORDER_TEXT.get(order.status, order.status)
+            name = product.name if product else _("product {id}", id=order.product_id)
+            code = _(" · code `{code}`", code=order.claim_code) if order.claim_code else ""
+            status = _(ORDER_TEXT[order.status]) if order.status in ORDER_TEXT else order.status
             if order.status == "pending" and order.checkout_expires_at is not None:
                 link = discord.utils.format_dt(order.checkout_expires_at, "R")
-                status += f" (the link works until {link})"
+                status += _(" (the link works until {time})", time=link)
             lines.append(f"#{order.id} **{name}** — {status}{code}")
-        embed.add_field(name="Orders", value="\n".join(lines)[:1024], inline=False)
+        embed.add_field(name=_("Orders"), value="\n".join(lines)[:1024], inline=False)
     if purchases.pending_jobs:
         lines = [
-            f"{job.kind.replace('_', ' ')} — {job.last_error or 'queued'}"
+            f"{job.kind.replace('_', ' ')} — {job.last_error or _('queued')}"
             for job in purchases.pending_jobs[:10]
         ]
-        embed.add_field(name="Being delivered", value="\n".join(lines)[:1024], inline=False)
+        embed.add_field(name=_("Being delivered"), value="\n".join(lines)[:1024], inline=False)
     if not (purchases.holdings or purchases.orders):
-        embed.description = "You have not bought anything here yet. Try `/buy`."
+        embed.description = _("You have not bought anything here yet. Try `/buy`.")
     return embed

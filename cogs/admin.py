@@ -14,7 +14,7 @@ from discord.ext import commands
 from bot.charts import revenue_chart
 from bot.discord_adapter import role_problem
 from bot.errors import InvalidInput
-from bot.i18n import _
+from bot.i18n import N_, _
 from bot.shop import ProductDraft
 from cogs._options import (
     ACTION_NAMES,
@@ -29,6 +29,7 @@ from cogs._options import (
     STAGE_NAMES,
     STAGES,
     admin_product_autocomplete,
+    in_sentence,
     readable,
 )
 from cogs._reports import (
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 #: Every /shop command that names a product completes it from all live products, paused too.
 product_autocomplete = admin_product_autocomplete
 PRODUCT = "A product of this shop (paused ones too)"
-NOTHING_GIVEN = (
-    "\n⚠️ It gives buyers nothing yet: add a role with `/shop product edit role:` "
+NOTHING_GIVEN = N_(
+    "⚠️ It gives buyers nothing yet: add a role with `/shop product edit role:` "
     "or an action with `/shop action add`."
 )
 
@@ -142,12 +143,18 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             max_devices=max_devices,
         )
         product = await self.bot.shop.add_product(interaction.guild.id, interaction.user.id, draft)
-        gives = f", gives {role.mention}" if role else ""
-        await reply(
-            interaction,
-            f"Added **{product.name}** ({self.bot.shop.describe_price(product)}){gives}."
-            + ("" if role else NOTHING_GIVEN),
-        )
+        price = self.bot.shop.describe_price(product)
+        if role is not None:
+            text = _(
+                "Added **{product}** ({price}), gives {role}.",
+                product=product.name,
+                price=price,
+                role=role.mention,
+            )
+        else:
+            text = _("Added **{product}** ({price}).", product=product.name, price=price)
+            text += "\n" + _(NOTHING_GIVEN)
+        await reply(interaction, text)
 
     @product.command(name="edit", description="Change a product")
     @app_commands.autocomplete(product=product_autocomplete)
@@ -191,14 +198,24 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             image_url=image_url,
             allow_promotion_codes=allow_promotion_codes,
         )
-        state = "for sale" if updated.active else "paused"
-        codes = ", promotion codes accepted" if updated.allow_promotion_codes else ""
-        gives = f"; new buyers get {role.mention}" if role else ""
-        await reply(
-            interaction,
-            f"Updated **{updated.name}** ({self.bot.shop.describe_price(updated)}, "
-            f"{state}{codes}){gives}.",
+        state = _("for sale") if updated.active else _("paused")
+        if updated.allow_promotion_codes:
+            state += _(", promotion codes accepted")
+        params = {
+            "product": updated.name,
+            "price": self.bot.shop.describe_price(updated),
+            "state": state,
+        }
+        text = (
+            _(
+                "Updated **{product}** ({price}, {state}); new buyers get {role}.",
+                role=role.mention,
+                **params,
+            )
+            if role is not None
+            else _("Updated **{product}** ({price}, {state}).", **params)
         )
+        await reply(interaction, text)
 
     @product.command(name="remove", description="Stop selling a product (history is kept)")
     @app_commands.autocomplete(product=product_autocomplete)
@@ -208,22 +225,25 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         removed = await self.bot.shop.remove_product(
             interaction.guild_id, interaction.user.id, product
         )
-        await reply(interaction, f"Removed **{removed.name}**; past orders and access are kept.")
+        await reply(
+            interaction,
+            _("Removed **{product}**; past orders and access are kept.", product=removed.name),
+        )
 
     @product.command(name="list", description="List products")
     async def product_list(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         products = await self.bot.shop.list_products(interaction.guild_id)
         if not products:
-            await reply(interaction, "No products yet. Add one with `/shop product add`.")
+            await reply(interaction, _("No products yet. Add one with `/shop product add`."))
             return
-        embed = discord.Embed(title="Products", colour=BRAND)
+        embed = discord.Embed(title=_("Products"), colour=BRAND)
         for p in products[:25]:
             roles = await self.bot.shop.product_roles(p.id)
-            parts = [self.bot.shop.describe_price(p), "for sale" if p.active else "paused"]
+            parts = [self.bot.shop.describe_price(p), _("for sale") if p.active else _("paused")]
             left = await self.bot.shop.units_left(p.id)
             if left is not None:
-                parts.append(f"{left} left" if left else "sold out")
+                parts.append(_("{count} left", count=left) if left else _("sold out"))
             if roles:
                 parts.append(" ".join(f"<@&{r}>" for r in roles))
             embed.add_field(name=f"{p.name} (#{p.id})", value=" · ".join(parts), inline=False)
@@ -257,7 +277,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         link = await self.bot.services.skus.unlink(interaction.guild_id, interaction.user.id, sku)
         await reply(
             interaction,
-            f"SKU **{link.sku_name}** is no longer sold here; orders it made are kept.",
+            _("SKU **{sku}** is no longer sold here; orders it made are kept.", sku=link.sku_name),
         )
 
     @sku.command(name="list", description="The app's Discord SKUs and the products they sell")
@@ -307,8 +327,12 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         )
         await reply(
             interaction,
-            f"Added action #{action.id}: {readable(type, ACTION_NAMES).lower()}, "
-            f"{readable(stage, STAGE_NAMES).lower()}.",
+            _(
+                "Added action #{action}: {type}, {stage}.",
+                action=action.id,
+                type=in_sentence(readable(type, ACTION_NAMES)),
+                stage=in_sentence(readable(stage, STAGE_NAMES)),
+            ),
         )
 
     @action.command(name="list", description="List a product's actions")
@@ -319,12 +343,16 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         actions = await self.bot.actions.list(interaction.guild_id, product)
         lines = [
             f"`#{a.id}` {a.stage} → {a.type}"
-            + (f" <@&{a.role_id}> (revoke on {a.revoke_on})" if a.role_id else "")
-            + (f" in <#{a.channel_id}>" if a.channel_id else "")
+            + (
+                _(" <@&{role}> (revoke on {stages})", role=a.role_id, stages=a.revoke_on)
+                if a.role_id
+                else ""
+            )
+            + (_(" in <#{channel}>", channel=a.channel_id) if a.channel_id else "")
             + (f": {a.message[:80]}" if a.message else "")
             for a in actions
         ]
-        await reply(interaction, "\n".join(lines)[:1900] or "No actions.")
+        await reply(interaction, "\n".join(lines)[:1900] or _("No actions."))
 
     @action.command(name="remove", description="Remove an action")
     @app_commands.describe(action_id="The action's number, from /shop action list")
@@ -335,7 +363,15 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         removed = await self.bot.actions.remove(
             interaction.guild_id, interaction.user.id, action_id
         )
-        await reply(interaction, f"Removed action #{removed.id} ({removed.type} {removed.stage}).")
+        await reply(
+            interaction,
+            _(
+                "Removed action #{action} ({type} {stage}).",
+                action=removed.id,
+                type=removed.type,
+                stage=removed.stage,
+            ),
+        )
 
     @license.command(name="add", description="Add license keys, one per line")
     @app_commands.autocomplete(product=product_autocomplete)
@@ -355,7 +391,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         text = (keys or "").replace(" ", "\n")
         if file is not None:
             if file.size > 512 * 1024:
-                raise InvalidInput("That file is too large (512 KB at most).")
+                raise InvalidInput(N_("That file is too large (512 KB at most)."))
             await interaction.response.defer(ephemeral=True, thinking=True)
             text += "\n" + (await file.read()).decode("utf-8", errors="replace")
         added, known = await self.bot.actions.add_licenses(
@@ -363,7 +399,9 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         )
         await reply(
             interaction,
-            f"Added {added} keys" + (f" ({known} were already there)." if known else "."),
+            _("Added {count} keys ({known} were already there).", count=added, known=known)
+            if known
+            else _("Added {count} keys.", count=added),
         )
 
     @license.command(name="reset", description="Unbind a license key's devices")
@@ -373,8 +411,8 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     ) -> None:
         assert interaction.guild_id is not None
         if not await self.bot.licenses.reset(key, interaction.guild_id, interaction.user.id):
-            raise InvalidInput("No key like that has been handed out in this server.")
-        await reply(interaction, "Done: that key can be used on new devices now.")
+            raise InvalidInput(N_("No key like that has been handed out in this server."))
+        await reply(interaction, _("Done: that key can be used on new devices now."))
 
     @panel.command(name="post", description="Post a shop message with a Buy button per product")
     @app_commands.describe(
@@ -396,8 +434,11 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             perms = channel.permissions_for(me)
             if not (perms.view_channel and perms.send_messages and perms.embed_links):
                 raise InvalidInput(
-                    f"The bot needs View Channel, Send Messages and Embed Links in "
-                    f"{channel.mention} to post a panel there."
+                    N_(
+                        "The bot needs View Channel, Send Messages and Embed Links in "
+                        "{channel} to post a panel there."
+                    ),
+                    channel=channel.mention,
                 )
         await interaction.response.defer(ephemeral=True, thinking=True)
         panel = await self.bot.panels.post(
@@ -406,9 +447,13 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         link = f"https://discord.com/channels/{guild.id}/{channel.id}/{panel.message_id}"
         await reply(
             interaction,
-            f"Posted a panel with {len(panel.product_ids)} product(s) in {channel.mention}: "
-            f"{link}\nIt updates itself when those products change; "
-            "`/shop panel remove` takes it down.",
+            _(
+                "Posted a panel with {count} product(s) in {channel}: {link}\nIt updates "
+                "itself when those products change; `/shop panel remove` takes it down.",
+                count=len(panel.product_ids),
+                channel=channel.mention,
+                link=link,
+            ),
         )
 
     @panel.command(name="remove", description="Delete a shop panel message")
@@ -419,7 +464,10 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         panel = await self.bot.panels.remove(interaction.guild_id, interaction.user.id, message)
-        await reply(interaction, f"Removed the shop panel from <#{panel.channel_id}>.")
+        await reply(
+            interaction,
+            _("Removed the shop panel from <#{channel}>.", channel=panel.channel_id),
+        )
 
     @app_commands.command(name="grant", description="Give a member a product without payment")
     @app_commands.describe(
@@ -435,14 +483,20 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     ) -> None:
         assert interaction.guild_id is not None
         if member.bot:
-            raise InvalidInput("Bots cannot be given products.")
+            raise InvalidInput(N_("Bots cannot be given products."))
         entitlement = await self.bot.admin_ops.grant(
             interaction.guild_id, interaction.user.id, member.id, product, days
         )
-        until = (
-            discord.utils.format_dt(entitlement.ends_at, "D") if entitlement.ends_at else "forever"
+        text = (
+            _(
+                "Gave {member} access until {until}.",
+                member=member.mention,
+                until=discord.utils.format_dt(entitlement.ends_at, "D"),
+            )
+            if entitlement.ends_at
+            else _("Gave {member} access until forever.", member=member.mention)
         )
-        await reply(interaction, f"Gave {member.mention} access until {until}.")
+        await reply(interaction, text)
 
     @app_commands.command(name="revoke", description="Take a product away from a member")
     @app_commands.autocomplete(product=product_autocomplete)
@@ -456,8 +510,12 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         )
         await reply(
             interaction,
-            f"Revoked {count} active access for {member.mention}; "
-            "roles the shop gave are being removed.",
+            _(
+                "Revoked {count} active access for {member}; roles the shop gave are being "
+                "removed.",
+                count=count,
+                member=member.mention,
+            ),
         )
 
     @app_commands.command(name="refund", description="Refund an order through Stripe")
@@ -473,12 +531,19 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         result = await self.bot.admin_ops.refund(
             interaction.guild_id, interaction.user.id, order, reason or ""
         )
-        canceled = "; its subscription is canceled, so it will not renew"
         await reply(
             interaction,
-            f"Refund of order #{result.order_id} sent to Stripe"
-            f"{canceled if result.subscription_canceled else ''}; "
-            "access ends as soon as Stripe confirms it.",
+            _(
+                "Refund of order #{order} sent to Stripe; its subscription is canceled, so it "
+                "will not renew; access ends as soon as Stripe confirms it.",
+                order=result.order_id,
+            )
+            if result.subscription_canceled
+            else _(
+                "Refund of order #{order} sent to Stripe; access ends as soon as Stripe "
+                "confirms it.",
+                order=result.order_id,
+            ),
         )
 
     @app_commands.command(name="orders", description="Recent orders, by member or status")
@@ -497,15 +562,15 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
             interaction.guild_id, member.id if member else None, status
         )
         if not orders:
-            await reply(interaction, "No orders match.")
+            await reply(interaction, _("No orders match."))
             return
         now = discord.utils.utcnow()
         expiry = timedelta(hours=self.bot.settings.shop.claim_expiry_hours)
         lines = [
-            order_line(order, name, readable(order.status, ORDER_NAMES).lower(), now, expiry)
+            order_line(order, name, in_sentence(readable(order.status, ORDER_NAMES)), now, expiry)
             for order, name in orders
         ]
-        embed = discord.Embed(title="Orders", colour=BRAND, description="\n".join(lines)[:4000])
+        embed = discord.Embed(title=_("Orders"), colour=BRAND, description="\n".join(lines)[:4000])
         await reply(interaction, embed=embed)
 
     @app_commands.command(name="retry", description="Retry a failed delivery job, or all of them")
@@ -515,7 +580,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     ) -> None:
         assert interaction.guild_id is not None
         count = await self.bot.admin_ops.retry_jobs(interaction.guild_id, interaction.user.id, job)
-        await reply(interaction, f"Retrying {count} job(s).")
+        await reply(interaction, _("Retrying {count} job(s).", count=count))
 
     @app_commands.command(
         name="stats", description="Revenue, subscribers, refunds and deliveries, with a chart"
@@ -535,7 +600,7 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         held = await self.bot.services.skus.server_entitlements(interaction.guild_id)
         if held:
             embed.add_field(
-                name="Discord server subscriptions", value=server_entitlements_text(held)
+                name=_("Discord server subscriptions"), value=server_entitlements_text(held)
             )
         await reply(interaction, embed=embed, file=chart)
 
@@ -560,9 +625,14 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         held = await self.bot.services.skus.server_entitlements(guild.id)
         if held:
             checks.append(
-                (True, f"Discord server subscriptions (no member roles): "
-                 f"{server_entitlements_text(held)}")
-            )  # fmt: skip
+                (
+                    True,
+                    _(
+                        "Discord server subscriptions (no member roles): {subscriptions}",
+                        subscriptions=server_entitlements_text(held),
+                    ),
+                )
+            )
         await reply(interaction, embed=diagnose_embed(checks))
 
     @app_commands.command(name="queue", description="Delivery jobs, with the reason for failures")
@@ -572,8 +642,12 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
         assert interaction.guild_id is not None
         jobs = await self.bot.reports.queue(interaction.guild_id, status)
         if not jobs:
-            which = f" {readable(status, JOB_NAMES).lower()}" if status else ""
-            await reply(interaction, f"No{which} delivery jobs.")
+            text = (
+                _("No {status} delivery jobs.", status=in_sentence(readable(status, JOB_NAMES)))
+                if status
+                else _("No delivery jobs.")
+            )
+            await reply(interaction, text)
             return
         await reply(interaction, embed=queue_embed(jobs))
 
@@ -588,18 +662,21 @@ class Admin(commands.GroupCog, group_name="shop", group_description="Run the sho
     ) -> None:
         assert interaction.guild is not None
         if channel is not None and channel.guild.id != interaction.guild.id:
-            raise InvalidInput("Pick a channel of this server.")
+            raise InvalidInput(N_("Pick a channel of this server."))
         await self.bot.services.notices.set_log_channel(
             interaction.guild.id, interaction.user.id, channel.id if channel else None
         )
         if channel is None:
-            await reply(interaction, "The shop's log channel is off.")
+            await reply(interaction, _("The shop's log channel is off."))
             return
         await reply(
             interaction,
-            f"The shop will post sales, renewals, failed payments, refunds, disputes and failed "
-            f"deliveries in {channel.mention} (bursts are summarised every 15 s). If nothing "
-            "appears there, `/shop diagnose` says why.",
+            _(
+                "The shop will post sales, renewals, failed payments, refunds, disputes and "
+                "failed deliveries in {channel} (bursts are summarised every 15 s). If nothing "
+                "appears there, `/shop diagnose` says why.",
+                channel=channel.mention,
+            ),
         )
 
     @settings.command(name="locale", description="Language for DMs, panels and the log channel")

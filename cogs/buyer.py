@@ -102,7 +102,7 @@ class ProductPick(
             i18n.set_locale(interaction.locale.value)  # a component: not through the tree
             if interaction.user.id != self.buyer_id:
                 raise Forbidden(
-                    _("This menu belongs to someone else's `/buy`; run `/buy` yourself.")
+                    N_("This menu belongs to someone else's `/buy`; run `/buy` yourself.")
                 )
             await send_checkout(bot, interaction, self.item.values[0], self.gift_to)
         except Exception as exc:  # a component's errors never reach the tree's handler
@@ -144,14 +144,12 @@ class BuyButton(
         try:
             i18n.set_locale(interaction.locale.value)  # a component: not through the tree
             if interaction.guild_id is None:
-                raise InvalidInput(_("Shop panels work inside their server only."))
+                raise InvalidInput(N_("Shop panels work inside their server only."))
             buyer: Buyer | None = bot.get_cog("Buyer")  # type: ignore[assignment]
             if buyer is not None and (retry := buyer.buy_cooldown(interaction)) is not None:
                 raise TooManyAttempts(
-                    _(
-                        "You are pressing Buy too fast; try again in {seconds} s.",
-                        seconds=max(1, math.ceil(retry)),
-                    )
+                    N_("You are pressing Buy too fast; try again in {seconds} s."),
+                    seconds=max(1, math.ceil(retry)),
                 )
             await send_checkout(bot, interaction, str(self.product_id), None)
         except Exception as exc:  # a component's errors never reach the tree's handler
@@ -208,11 +206,15 @@ async def send_premium(
     if sku_id is None:
         return False
     if holds_sku(interaction, sku_id):
-        await reply(interaction, f"You already have **{product.name}** through Discord.")
+        await reply(
+            interaction,
+            _("You already have **{product}** through Discord.", product=product.name),
+        )
         return True
     if gift_to is not None:
         raise InvalidInput(
-            f"**{product.name}** is sold in Discord's store; it cannot be bought as a gift here."
+            N_("**{product}** is sold in Discord's store; it cannot be bought as a gift here."),
+            product=product.name,
         )
     await reply(interaction, embed=premium_embed(product), view=premium_view(sku_id))
     return True
@@ -253,7 +255,7 @@ class Buyer(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         if gift_to is not None and gift_to.bot:
-            raise InvalidInput(_("Bots cannot receive gifts."))
+            raise InvalidInput(N_("Bots cannot receive gifts."))
         if gift_to is not None and gift_to.id == interaction.user.id:
             gift_to = None
         recipient = gift_to.id if gift_to is not None else None
@@ -262,7 +264,7 @@ class Buyer(commands.Cog):
             return
         products = await self.bot.shop.list_products(interaction.guild_id, active_only=True)
         if not products:
-            raise NotFound(_("This shop has nothing for sale yet."))
+            raise NotFound(N_("This shop has nothing for sale yet."))
         options = []
         for p in products[:25]:
             price = self.bot.shop.describe_price(p)

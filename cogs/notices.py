@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from bot import i18n
 from bot.errors import Forbidden
+from bot.i18n import N_, _
+from bot.notices import MANAGE_LABEL
 from cogs._ui import reply
 from cogs.admin import is_shop_admin
 from cogs.errors import report_error
@@ -30,7 +33,9 @@ class RetryButton(
 
     def __init__(self, job_id: int) -> None:
         super().__init__(
-            discord.ui.Button(label=f"Retry job #{job_id}", custom_id=f"shop:retry:{job_id}")
+            discord.ui.Button(
+                label=_("Retry job #{job}", job=job_id), custom_id=f"shop:retry:{job_id}"
+            )
         )
         self.job_id = job_id
 
@@ -46,14 +51,18 @@ class RetryButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: ShopBot = interaction.client  # type: ignore[assignment]
         try:
+            i18n.set_locale(interaction.locale.value)  # a component: not through the tree
             if interaction.guild_id is None or not is_shop_admin(
                 interaction, bot.settings.discord.admin_role_ids
             ):
-                raise Forbidden("Only server admins (Manage Server) can retry deliveries.")
+                raise Forbidden(N_("Only server admins (Manage Server) can retry deliveries."))
             count = await bot.admin_ops.retry_jobs(
                 interaction.guild_id, interaction.user.id, str(self.job_id)
             )
-            await reply(interaction, f"Retrying job #{self.job_id} ({count} queued).")
+            await reply(
+                interaction,
+                _("Retrying job #{job} ({count} queued).", job=self.job_id, count=count),
+            )
         except Exception as exc:  # a component's errors never reach the tree's handler
             await report_error(interaction, exc)
 
@@ -66,7 +75,7 @@ class ManageButton(
 
     def __init__(self, guild_id: int) -> None:
         super().__init__(
-            discord.ui.Button(label="Manage subscription", custom_id=f"shop:manage:{guild_id}")
+            discord.ui.Button(label=_(MANAGE_LABEL), custom_id=f"shop:manage:{guild_id}")
         )
         self.guild_id = guild_id
 
@@ -82,11 +91,12 @@ class ManageButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: ShopBot = interaction.client  # type: ignore[assignment]
         try:
+            i18n.set_locale(interaction.locale.value)
             await interaction.response.defer(ephemeral=True, thinking=True)
             url = await bot.admin_ops.portal(self.guild_id, interaction.user.id)
             view = discord.ui.View(timeout=None)
-            view.add_item(discord.ui.Button(label="Open the billing portal", url=url))
-            await reply(interaction, "Update your card or cancel here:", view=view)
+            view.add_item(discord.ui.Button(label=_("Open the billing portal"), url=url))
+            await reply(interaction, _("Update your card or cancel here:"), view=view)
         except Exception as exc:
             await report_error(interaction, exc)
 

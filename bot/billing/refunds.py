@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.access import CHARGEBACK, REFUND, Access
+from bot.i18n import _
 from bot.messages import access_ended_text, refund_text
 from bot.models import Order, OrderStatus, PaymentReversal, Product
 from bot.money import format_price
@@ -96,21 +97,12 @@ class Reversals:
 
     async def _tell(self, tx: Tx, order: Order, product: Product, dispute: bool) -> None:
         """The admin log line, and for a refund the buyer's DM (SPEC §4: refund notice)."""
-        amount = format_price(order.amount, order.currency)
-        who = f"<@{order.buyer_id}>" + (
-            f" (gift for <@{order.recipient_id}>)"
-            if order.recipient_id and order.recipient_id != order.buyer_id
-            else ""
-        )
-        kind, icon, what = (
-            ("dispute", "⚠️", "Dispute (chargeback)") if dispute else ("refund", "↩️", "Refund")
-        )
+        kind = "dispute" if dispute else "refund"
         await self.planner.log(
             tx,
             order.guild_id,
             kind,
-            f"{icon} {what}: order #{order.id} **{product.name}** ({amount}) of {who}; "
-            "its access ends.",
+            await in_guild_locale(tx, order.guild_id, reversal_log_text, order, product, dispute),
             key=f"order:{order.id}:log:{kind}",
             amount=(order.amount, order.currency),
         )
@@ -129,6 +121,41 @@ class Reversals:
                     ),
                 ),
             )
+
+
+def reversal_log_text(order: Order, product: Product, dispute: bool) -> str:
+    """The admin log line of a refund or dispute, in the current locale."""
+    params = {
+        "order": order.id,
+        "product": product.name,
+        "amount": format_price(order.amount, order.currency),
+        "buyer": order.buyer_id,
+    }
+    gift = order.recipient_id is not None and order.recipient_id != order.buyer_id
+    if dispute and gift:
+        return _(
+            "⚠️ Dispute (chargeback): order #{order} **{product}** ({amount}) of <@{buyer}> "
+            "(gift for <@{recipient}>); its access ends.",
+            recipient=order.recipient_id,
+            **params,
+        )
+    if dispute:
+        return _(
+            "⚠️ Dispute (chargeback): order #{order} **{product}** ({amount}) of <@{buyer}>; "
+            "its access ends.",
+            **params,
+        )
+    if gift:
+        return _(
+            "↩️ Refund: order #{order} **{product}** ({amount}) of <@{buyer}> (gift for "
+            "<@{recipient}>); its access ends.",
+            recipient=order.recipient_id,
+            **params,
+        )
+    return _(
+        "↩️ Refund: order #{order} **{product}** ({amount}) of <@{buyer}>; its access ends.",
+        **params,
+    )
 
 
 class RefundEvents:

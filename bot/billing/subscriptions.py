@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.i18n import _
 from bot.lifecycle import Lifecycle
 from bot.messages import payment_failed_text
 from bot.models import EntitlementStatus, OrderStatus, Subscription
 from bot.money import format_price
-from bot.notices import MANAGE_CUSTOM_ID
+from bot.notices import MANAGE_CUSTOM_ID, MANAGE_LABEL
 from bot.planning import Keys, Planner, in_guild_locale, order_data
 from bot.store import Tx
 from bot.stripe_facts import (
@@ -62,14 +63,25 @@ class SubscriptionEvents:
         )
         if invoice.get("billing_reason") == "subscription_cycle" and invoice_id is not None:
             product = await tx.products.get(order.product_id)
-            amount = format_price(int(amount_paid or 0), str(invoice.get("currency") or ""))
             await self.planner.log(
                 tx,
                 order.guild_id,
                 "renewal",
-                f"🔁 Renewal: **{product.name if product else order.product_id}** ({amount}) "
-                f"of <@{order.recipient_id or order.buyer_id}> · order #{order.id}, paid "
-                f"until <t:{int(period_end.timestamp())}:D>",
+                await in_guild_locale(
+                    tx,
+                    order.guild_id,
+                    lambda: _(
+                        "🔁 Renewal: **{product}** ({amount}) of <@{member}> · order #{order}, "
+                        "paid until {until}",
+                        product=product.name if product else order.product_id,
+                        amount=format_price(
+                            int(amount_paid or 0), str(invoice.get("currency") or "")
+                        ),
+                        member=order.recipient_id or order.buyer_id,
+                        order=order.id,
+                        until=f"<t:{int(period_end.timestamp())}:D>",
+                    ),
+                ),
                 key=f"invoice:{invoice_id}:log:paid",
                 amount=(int(amount_paid or 0), str(invoice.get("currency") or "")),
             )
@@ -109,14 +121,33 @@ class SubscriptionEvents:
         entitlement = await tx.entitlements.by_order(order.id)
         product = await tx.products.get(order.product_id)
         attempt = invoice.get("attempt_count")
+        params = {
+            "product": product.name if product else order.product_id,
+            "member": order.buyer_id,
+            "order": order.id,
+        }
         await self.planner.log(
             tx,
             order.guild_id,
             "payment_failed",
-            f"💳 Renewal payment failed: **{product.name if product else order.product_id}** "
-            f"of <@{order.buyer_id}> · order #{order.id}"
-            + (f" · attempt {attempt}" if isinstance(attempt, int) else "")
-            + "; Stripe retries it.",
+            await in_guild_locale(
+                tx,
+                order.guild_id,
+                lambda: (
+                    _(
+                        "💳 Renewal payment failed: **{product}** of <@{member}> · order "
+                        "#{order} · attempt {attempt}; Stripe retries it.",
+                        attempt=attempt,
+                        **params,
+                    )
+                    if isinstance(attempt, int)
+                    else _(
+                        "💳 Renewal payment failed: **{product}** of <@{member}> · order "
+                        "#{order}; Stripe retries it.",
+                        **params,
+                    )
+                ),
+            ),
             key=f"event:{event['id']}:log",
         )
         await self.planner.webhook(
@@ -151,7 +182,12 @@ class SubscriptionEvents:
                     product.name,
                     f"<t:{int(keep_until.timestamp())}:f>",
                 ),
-                buttons=[("Manage subscription", MANAGE_CUSTOM_ID.format(guild_id=order.guild_id))],
+                buttons=[
+                    (
+                        await in_guild_locale(tx, order.guild_id, _, MANAGE_LABEL),
+                        MANAGE_CUSTOM_ID.format(guild_id=order.guild_id),
+                    )
+                ],
             )
         return order.id
 

@@ -42,3 +42,28 @@ async def test_two_languages_german_reply_synced_localizations_and_dm_after_sett
     await shop.wait(lambda: shop.dms_to(BUYER), "the receipt DM", timeout=30)
     receipt = str(shop.dms_to(BUYER)[0])
     assert "Danke für deinen Kauf von **VIP** (4,99 $)" in receipt
+
+
+async def test_two_languages_german_admin_gets_german_replies_and_errors(shop: Shop) -> None:
+    """A German admin's `/shop queue` (nothing queued), a refusal raised by the shop service
+    (an unknown product) and a success reply are German; the same commands from an English
+    client stay English."""
+
+    async def admin(command: str, options: dict[str, object], locale: str) -> str:
+        inter = await shop.discord.invoke_command(
+            shop.guild_id, ADMIN, command, options, permissions=str(MANAGE_GUILD), locale=locale
+        )
+        return text_of(await inter.wait_message())
+
+    assert "Keine Lieferaufträge." in await admin("shop queue", {}, "de")
+    assert "No delivery jobs." in await admin("shop queue", {}, "en-US")
+    unknown = {"product": "Platin"}
+    assert "Hier gibt es kein Produkt namens `Platin`." in await admin(
+        "shop product remove", unknown, "de"
+    )
+    assert "There is no product called `Platin` here." in await admin(
+        "shop product remove", unknown, "en-US"
+    )
+    await shop.add_product()
+    added = await admin("shop product list", {}, "de")
+    assert "im Verkauf" in added and "4,99 $" in added

@@ -3,8 +3,10 @@ catalogue, replies in the interaction's locale and DMs in the guild's."""
 
 from __future__ import annotations
 
+import ast
 import re
 import string
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -13,12 +15,13 @@ from discord.ext import commands
 
 from bot import i18n
 from bot.app import EXTENSIONS
-from bot.errors import InvalidInput
+from bot.errors import InvalidInput, NotFound
 from bot.money import format_price
 from tests.i18n_strings import all_messages, load
 from tests.unit.test_command_surface import PLACEHOLDER, walk
 from tests.unit.world import BUYER, GUILD, World, add_product, buy
 
+ROOT = Path(__file__).resolve().parents[2]
 SECOND = "de"
 #: Discord's rule for command and option names (any locale)
 NAME = re.compile(r"^[-_'\w]{1,32}$")
@@ -164,3 +167,148 @@ async def test_two_languages_panel_speaks_the_guild_language(world: World) -> No
     (embed,) = body["embeds"]
     assert {"name": "Preis", "value": "4,99 $", "inline": True} in embed["fields"]
     assert body["components"][0]["components"][0]["label"] == "Gold kaufen"
+
+
+#: What a reader sees, by call: keyword arguments (`None`: any call) and the positional
+#: argument that is the message content.
+SHOWN_KEYWORDS: dict[str, set[str]] = {
+    "Embed": {"title", "description"},
+    "add_field": {"name"},
+    "set_footer": {"text"},
+    "set_author": {"name"},
+    "Button": {"label"},
+    "Select": {"placeholder"},
+    "SelectOption": {"label", "description"},
+    "TextInput": {"label", "placeholder"},
+    "Modal": {"title"},
+}
+#: Replies: the index of the positional argument that is the content.
+SHOWN_POSITIONAL = {
+    "send_message": 0,
+    "send": 0,
+    "edit_original_response": 0,
+    "edit_message": 0,
+    "reply": 1,  # cogs/_ui.py reply(interaction, content)
+}
+#: Errors shown to the user (their message is translated when shown: wrap it in `N_()`).
+SHOWN_ERRORS = {"InvalidInput", "NotFound", "Forbidden", "Conflict", "TooManyAttempts"}
+SENTENCE = re.compile(r"[A-Za-z]{2,}.* |.* [A-Za-z]{2,}")
+#: (file, text) pairs that are meant to stay as written, with the reason.
+EXEMPT: set[tuple[str, str]] = set()
+
+
+def _callee(node: ast.Call) -> str:
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+def _english_literals(node: ast.expr) -> list[str]:
+    """Sentences written straight into `node` (not through `_()`/`N_()`/any call, which
+    renders or looks them up): literals, f-strings, and the branches of `+`, `or`, `x if c
+    else y` around them."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value] if SENTENCE.search(node.value) else []
+    if isinstance(node, ast.JoinedStr):
+        fixed = "".join(
+            part.value
+            for part in node.values
+            if isinstance(part, ast.Constant) and isinstance(part.value, str)
+        )
+        return [fixed] if SENTENCE.search(fixed) else []
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _english_literals(node.left) + _english_literals(node.right)
+    if isinstance(node, ast.BoolOp):
+        return [text for value in node.values for text in _english_literals(value)]
+    if isinstance(node, ast.IfExp):
+        return _english_literals(node.body) + _english_literals(node.orelse)
+    return []
+
+
+def english_only_texts(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every English sentence a cog shows a reader without the catalogue."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        shown: list[ast.expr] = []
+        if isinstance(node, ast.Call):
+            name = _callee(node)
+            keywords = SHOWN_KEYWORDS.get(name, set()) | {"content"}
+            shown += [k.value for k in node.keywords if k.arg in keywords]
+            index = SHOWN_POSITIONAL.get(name)
+            if index is not None and len(node.args) > index:
+                shown.append(node.args[index])
+            if name in SHOWN_ERRORS and node.args:
+                shown.append(node.args[0])
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Attribute) and target.attr in ("title", "description"):
+                    shown.append(node.value)
+        found += [(n.lineno, text) for n in shown for text in _english_literals(n)]
+    return sorted(found)
+
+
+def test_two_languages_no_english_only_reply_strings() -> None:
+    """No cog shows a reader an English sentence that bypasses the catalogue: replies,
+    embed titles, descriptions, field names and footers, button labels, select
+    placeholders, modal titles and the errors raised to the user go through `_()` (or
+    `N_()` for errors, translated when shown). Names and descriptions of commands are the
+    Translator's (not checked here); custom_ids and values are not sentences."""
+    problems = []
+    for path in sorted((ROOT / "cogs").glob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for line, text in english_only_texts(path.read_text()):
+            if (rel, text) not in EXEMPT:
+                problems.append(f"{rel}:{line}: {text!r}")
+    assert problems == []
+
+
+def test_two_languages_guard_sees_the_ways_a_reply_is_written() -> None:
+    """The guard above flags each way an English-only reply is written, and not the
+    catalogue's calls, identifiers or the Translator's command strings."""
+    flagged = english_only_texts(
+        "async def f(interaction, n):\n"
+        "    await reply(interaction, 'No orders match.')\n"
+        "    await reply(interaction, f'Retrying {n} job(s).')\n"
+        "    await reply(interaction, x or 'No actions.')\n"
+        "    await interaction.response.send_message('Nothing to see here', ephemeral=True)\n"
+        "    await interaction.followup.send(content='Update your card here:')\n"
+        "    embed = discord.Embed(title='Your purchases', description='You have nothing')\n"
+        "    embed.add_field(name='Your access', value='x')\n"
+        "    embed.description = 'You have not bought anything.'\n"
+        "    discord.ui.Button(label='Pay with Stripe', custom_id='shop:pay:1')\n"
+        "    raise InvalidInput('Pick a channel of this server.')\n"
+    )
+    assert [line for line, _ in flagged] == [2, 3, 4, 5, 6, 7, 7, 8, 9, 10, 11]
+    assert not english_only_texts(
+        "@app_commands.command(name='buy', description='Buy a product from this shop')\n"
+        "async def f(interaction, n):\n"
+        "    await reply(interaction, _('No orders match.'))\n"
+        "    await reply(interaction, _('Retrying {count} job(s).', count=n))\n"
+        "    await reply(interaction, text)\n"
+        "    discord.ui.Button(label=_('Buy'), custom_id=f'shop:buy:{n}')\n"
+        "    embed.add_field(name=_('Price'), value=f'#{n}')\n"
+        "    raise InvalidInput(N_('Pick a channel of this server.'))\n"
+        "    app_commands.Choice(name='Deutsch (German)', value='de')\n"
+    )
+
+
+async def test_two_languages_error_is_translated_when_shown_not_when_raised(
+    world: World,
+) -> None:
+    """A service's refusal carries its English text and values; it is rendered in the
+    locale of whoever reads it (a German admin's reply), and logs see English."""
+    await add_product(world, "Gold")
+    with pytest.raises(NotFound) as caught:
+        await world.shop.remove_product(GUILD, 1, "Platin")
+    error = caught.value
+    assert str(error) == "There is no product called `Platin` here."
+    with i18n.use_locale("de"):
+        assert error.user_message == "Hier gibt es kein Produkt namens `Platin`."
+    assert error.user_message == "There is no product called `Platin` here."
+    with pytest.raises(InvalidInput) as bad_price:
+        await world.shop.edit_product(GUILD, 1, "gold", price="4.999")
+    with i18n.use_locale("de"):
+        assert bad_price.value.user_message == (
+            "USD-Preise haben höchstens 2 Nachkommastellen; `4.999` hat mehr."
+        )
