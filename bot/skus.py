@@ -92,6 +92,8 @@ class SkuService:
         discord: DiscordStore,
         clock: Clock,
         interval: timedelta = timedelta(hours=1),
+        *,
+        recheck: timedelta | None = None,
     ) -> None:
         self.store = store
         self.shop = shop
@@ -102,6 +104,9 @@ class SkuService:
         self.clock = clock
         self.interval = interval
         self._reported = asyncio.Event()  # a report came in: an end may now be sooner
+        #: Set when this process gets no entitlement events (it runs no shard 0): reports
+        #: reach the database through another process, so re-read the next end this often.
+        self.recheck = recheck
 
     # /shop sku ---------------------------------------------------------------------
 
@@ -355,6 +360,8 @@ class SkuService:
             async with self.store.reading() as tx:
                 next_end = await tx.skus.next_end(checked)
             wake_at = deadline if next_end is None else min(deadline, next_end)
+            if self.recheck is not None:
+                wake_at = min(wake_at, checked + self.recheck)
             self._reported.clear()
             seconds = max(0.05, (wake_at - self.clock.now()).total_seconds())
             with contextlib.suppress(TimeoutError):
