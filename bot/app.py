@@ -382,6 +382,7 @@ class ShardedShopBot(ShopBot, commands.AutoShardedBot):
         super().__init__(settings, clock)
         self.identify_gate = IdentifyGate(self.store, self.clock)
         self._shards_up: set[int] = set()
+        self._shards_seen: set[int] = set()  # READY at least once
 
     @staticmethod
     def _shard_options(settings: Settings) -> dict[str, Any]:
@@ -424,9 +425,11 @@ class ShardedShopBot(ShopBot, commands.AutoShardedBot):
             self.gateway_up = False
 
         async def again(shard_id: int) -> None:
-            """A shard identified again after the start: its guilds' events may be lost."""
-            if self.is_ready():
+            """A shard identified again after its first READY (on_ready covered that one):
+            events of its guilds may have been lost meanwhile."""
+            if shard_id in self._shards_seen:
                 self.background.start(self.reconcile_all(shard_id), name="reconcile-shard")
+            self._shards_seen.add(shard_id)
 
         self.add_listener(up, "on_shard_ready")
         self.add_listener(up, "on_shard_resumed")

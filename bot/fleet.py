@@ -112,6 +112,7 @@ class FleetLease:
         self.fencing: int | None = 1 if always else None
         self._until = clock.now() + ttl if always else None
         self._changed = asyncio.Event()
+        self._told_waiting = False
 
     @property
     def held(self) -> bool:
@@ -145,6 +146,12 @@ class FleetLease:
             elif before is not None:
                 log.warning("this process lost the %s lease; its periodic work stops", self.name)
             self._notify()
+        if fencing is None and not self._told_waiting:
+            self._told_waiting = True
+            log.info(
+                "another process holds the %s lease; this one (%s) takes it over if it "
+                "stops renewing", self.name, self.holder,
+            )  # fmt: skip
         return fencing is not None
 
     async def run(self) -> None:

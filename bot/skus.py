@@ -353,15 +353,19 @@ class SkuService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 600.0)
 
+    def wake_at(self, checked: datetime, deadline: datetime, next_end: datetime | None) -> datetime:
+        """When the loop looks again: the next reconcile, the next entitlement end, or (in a
+        process without shard 0, which hears of no report) `recheck` after the last look."""
+        wake = deadline if next_end is None else min(deadline, next_end)
+        return wake if self.recheck is None else min(wake, checked + self.recheck)
+
     async def _until_next_reconcile(self) -> None:
         checked = self.clock.now()
         deadline = checked + self.interval
         while checked < deadline:
             async with self.store.reading() as tx:
                 next_end = await tx.skus.next_end(checked)
-            wake_at = deadline if next_end is None else min(deadline, next_end)
-            if self.recheck is not None:
-                wake_at = min(wake_at, checked + self.recheck)
+            wake_at = self.wake_at(checked, deadline, next_end)
             self._reported.clear()
             seconds = max(0.05, (wake_at - self.clock.now()).total_seconds())
             with contextlib.suppress(TimeoutError):
