@@ -24,10 +24,12 @@ from bot.api.service import ApiService
 from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
 from bot.discord_adapter import DiscordAdapter, GuildDirectoryAdapter
+from bot.fleet import FleetLease, IdentifyGate
 from bot.lifecycle import run_expiry
 from bot.oauth import DiscordOAuth
 from bot.payments import StripeGateway
 from bot.services import build_services
+from bot.sharding import shard_for_guild
 from bot.store import DatabaseUnreachable, Store
 from bot.tasks import TaskGroup
 from bot.vault import load_vault
@@ -45,6 +47,9 @@ EXTENSIONS = (
     "cogs.gateway",
 )
 SHUTDOWN_STEP_TIMEOUT = 8.0  # seconds per shutdown step; the whole stays well under 15 s
+#: Gateway close codes about sharding: the configured shard range is wrong, or the bot is
+#: in too many servers for one shard.
+INVALID_SHARD, SHARDING_REQUIRED = 4010, 4011
 
 
 class StartupError(Exception):
@@ -65,10 +70,16 @@ class ShopBot(commands.Bot):
             member_cache_flags=discord.MemberCacheFlags.none(),
             chunk_guilds_at_startup=False,
             max_messages=None,
+            **self._shard_options(settings),
         )
         self.settings = settings
         self.clock = clock or SystemClock()
+        #: The shard range of this process (bot/sharding.py); services get it too.
+        self.shard_range = settings.discord.shards
         self.store = Store(settings.database.path, self.clock, url=settings.database.url_value)
+        #: Once-per-fleet periodic work runs while this lease is held (bot/fleet.py); on
+        #: SQLite this is the only process, so it always is.
+        self.lease = FleetLease(self.store, self.clock, always=self.store.dialect == "sqlite")
         self.payments = StripeGateway(
             settings.stripe.secret_key.get_secret_value(),
             settings.stripe.webhook_secret.get_secret_value(),
@@ -97,6 +108,7 @@ class ShopBot(commands.Bot):
             self.adapter,
             on_job_outcome=lambda kind, outcome: self.metrics.jobs.labels(kind, outcome).inc(),
             vault=self.vault,
+            shards=self.shard_range,
         )
         self.services = services
         self.shop = services.shop
@@ -119,7 +131,11 @@ class ShopBot(commands.Bot):
             "inbox-writer": self.inbox.run_writer,
             "inbox": self.inbox.run,
             "delivery": self.worker.run,
+            # Per guild, so per process: each reconciles the guilds its shards receive.
             "reconcile": self._reconcile_periodically,
+            "fleet-lease": self.lease.run,
+        }
+        once_per_fleet = {
             "expiry": lambda: run_expiry(
                 self.store, lifecycle, self.worker.wake, periodic=services.notices.periodic
             ),
@@ -128,6 +144,8 @@ class ShopBot(commands.Bot):
         }
         for name, loop in loops.items():
             self.background.supervise(loop, name)
+        for name, loop in once_per_fleet.items():
+            self.background.supervise(functools.partial(self.lease.while_held, loop), name)
 
     async def close(self) -> None:
         """Reverse order: workers and cogs, then Discord, then the web server, then the DB.
@@ -138,6 +156,7 @@ class ShopBot(commands.Bot):
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("deliveries in flight", self._finish_deliveries),
             ("background loops", self.background.close),
+            ("fleet lease", self.lease.release),
             ("cogs", self._unload_cogs),
             ("discord", functools.partial(commands.Bot.close, self)),
             ("web server", self._stop_web),
@@ -167,9 +186,15 @@ class ShopBot(commands.Bot):
             runner, self._web_runner = self._web_runner, None
             await runner.cleanup()
 
-    async def reconcile_all(self) -> None:
-        """Fix role drift in every guild (at each READY and periodically)."""
+    async def reconcile_all(self, shard_id: int | None = None) -> None:
+        """Fix role drift in every guild of this process (at each READY and periodically),
+        or only in those of `shard_id` (that shard was identified again)."""
         for guild in list(self.guilds):
+            if (
+                shard_id is not None
+                and shard_for_guild(guild.id, self.shard_range.count) != shard_id
+            ):
+                continue
             try:
                 await self.reconciler.reconcile(guild.id, self.adapter.member_roles(guild.id))
             except Exception:
@@ -259,6 +284,11 @@ class ShopBot(commands.Bot):
     def _guild_link(guild_id: int) -> str:
         return f"https://discord.com/channels/{guild_id}"
 
+    @staticmethod
+    def _shard_options(settings: Settings) -> dict[str, Any]:
+        """Nothing for the unsharded bot; ShardedShopBot passes its shard range."""
+        return {}
+
     async def _point_gateway(self) -> None:
         """Use discord.gateway_url; else ask a non-Discord api_base where its gateway is."""
         url = self.settings.discord.gateway_url
@@ -341,9 +371,81 @@ class ShopBot(commands.Bot):
         parsers["GUILD_MEMBER_UPDATE"] = parse
 
 
+class ShardedShopBot(ShopBot, commands.AutoShardedBot):
+    """ShopBot over `discord.shard_count` shards, of which it runs `discord.shard_ids`.
+
+    Several of these processes share one PostgreSQL database; their IDENTIFYs are spaced
+    fleet-wide per `max_concurrency` bucket (bot/fleet.py) in `before_identify_hook`.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        super().__init__(settings, clock)
+        self.identify_gate = IdentifyGate(self.store, self.clock)
+        self._shards_up: set[int] = set()
+        self._shards_seen: set[int] = set()  # READY at least once
+
+    @staticmethod
+    def _shard_options(settings: Settings) -> dict[str, Any]:
+        shards = settings.discord.shards
+        return {"shard_count": shards.count, "shard_ids": list(shards.ids)}
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Replaces discord.py's 5 s sleep per IDENTIFY with the fleet-wide bucket turn; the
+        first IDENTIFY waits too (another process may have just used its bucket)."""
+        await self.identify_gate.wait_turn(shard_id or 0)
+
+    async def _point_gateway(self) -> None:
+        """With an explicit shard count discord.py never asks GET /gateway/bot: ask it here
+        for `max_concurrency` (the IDENTIFY buckets) and Discord's recommended count."""
+        await super()._point_gateway()
+        recommended, _url, limit = await self.http.get_bot_gateway()
+        self.identify_gate.max_concurrency = max(1, int(limit["max_concurrency"]))
+        shards = self.shard_range
+        log.info(
+            "running shards %s of %d (Discord recommends %d; IDENTIFY max_concurrency %d, "
+            "%d of %d session starts left)",
+            ",".join(map(str, shards.ids)), shards.count, recommended,
+            self.identify_gate.max_concurrency, limit["remaining"], limit["total"],
+        )  # fmt: skip
+        if limit["remaining"] < len(shards.ids):
+            log.warning(
+                "Discord allows %d more session starts for %.0f min; this process needs %d",
+                limit["remaining"], limit["reset_after"] / 60000, len(shards.ids),
+            )  # fmt: skip
+
+    def _watch_gateway(self) -> None:
+        """`gateway_up`: every shard of this process READY or RESUMED since it dropped."""
+
+        async def up(shard_id: int) -> None:
+            self._shards_up.add(shard_id)
+            self.gateway_up = self._shards_up >= set(self.shard_range.ids)
+
+        async def down(shard_id: int) -> None:
+            self._shards_up.discard(shard_id)
+            self.gateway_up = False
+
+        async def again(shard_id: int) -> None:
+            """A shard identified again after its first READY (on_ready covered that one):
+            events of its guilds may have been lost meanwhile."""
+            if shard_id in self._shards_seen:
+                self.background.start(self.reconcile_all(shard_id), name="reconcile-shard")
+            self._shards_seen.add(shard_id)
+
+        self.add_listener(up, "on_shard_ready")
+        self.add_listener(up, "on_shard_resumed")
+        self.add_listener(down, "on_shard_disconnect")
+        self.add_listener(again, "on_shard_ready")
+
+
+def make_bot(settings: Settings, clock: Clock | None = None) -> ShopBot:
+    """ShardedShopBot when `discord.shard_count` is set, else the one-connection ShopBot."""
+    cls = ShardedShopBot if settings.discord.sharded else ShopBot
+    return cls(settings, clock)
+
+
 async def run_bot(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; every start-up failure becomes a StartupError line."""
-    bot = ShopBot(settings)
+    bot = make_bot(settings)
     bot.store.hold_exclusively()  # DatabaseInUse: another run serves this SQLite file
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
@@ -364,6 +466,18 @@ async def run_bot(settings: Settings) -> None:
         raise StartupError(
             "enable the Server Members intent for the bot in the Developer Portal"
         ) from None
+    except discord.ConnectionClosed as exc:
+        if exc.code == INVALID_SHARD:
+            raise StartupError(
+                f"Discord refused shard {exc.shard_id} (4010 invalid shard): check "
+                "discord.shard_count and discord.shard_ids"
+            ) from None
+        if exc.code == SHARDING_REQUIRED:
+            raise StartupError(
+                "Discord requires sharding (4011: too many servers for one shard): set "
+                "discord.shard_count (and shard_ids per process, docs/SCALING.md)"
+            ) from None
+        raise StartupError(f"Discord closed the gateway connection: {exc}") from None
     except (OSError, discord.GatewayNotFound, discord.HTTPException) as exc:
         raise StartupError(f"cannot connect to Discord: {type(exc).__name__}: {exc}") from None
     finally:

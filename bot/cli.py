@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from bot.config import (
     DatabaseSettings,
@@ -41,7 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
         return verbs.add_parser(name, help=help_text, parents=[common])
 
-    verb("run", "run the bot")
+    run = verb("run", "run the bot")
+    run.add_argument(
+        "--shard-count",
+        type=int,
+        help="shards in all (overrides discord.shard_count; several processes share them)",
+    )
+    run.add_argument(
+        "--shard-ids",
+        help='the shards this process runs, e.g. "0-3" or "0,2,5-7" (overrides '
+        "discord.shard_ids; needs a shard count)",
+    )
     verb("check", "validate config and reach Discord and Stripe; print the invite URL")
     stripe_verb = verb("stripe", "set up Stripe")
     stripe_actions = stripe_verb.add_subparsers(dest="stripe_action", required=True)
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging(setup.log.level, setup.log.json_format, setup.secrets())
             _quiet_stripe_sdk()
             return asyncio.run(_setup_webhook(setup, path))
-        settings = load_settings(path)
+        settings = load_settings(path, overrides=_run_overrides(args))
         setup_logging(settings.log.level, settings.log.json_format, settings.secrets())
         if args.verb == "run":
             return asyncio.run(_run(settings))
@@ -133,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"config error: {exc}")
     except KeyboardInterrupt:
         return 130
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """`run --shard-count N --shard-ids 0-3` as settings that win over the file and env."""
+    discord: dict[str, Any] = {}
+    if getattr(args, "shard_count", None) is not None:
+        discord["shard_count"] = args.shard_count
+    if getattr(args, "shard_ids", None) is not None:
+        discord["shard_ids"] = args.shard_ids
+    return {"discord": discord} if discord else {}
 
 
 def _fail(line: str) -> int:

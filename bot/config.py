@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, overload
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,6 +24,7 @@ from pydantic_settings import (
 )
 
 from bot.errors import ConfigError
+from bot.sharding import Shards, parse_shard_ids
 from bot.store.pg import redacted
 
 DISCORD_API = "https://discord.com/api/v10"
@@ -42,6 +51,43 @@ class DiscordSettings(Section):
     application_id: int = 0  # 0: the id Discord gives for the token (read at login)
     client_secret: SecretStr = SecretStr("")
     oauth_authorize_url: str = DISCORD_AUTHORIZE
+    #: Several processes (SPEC §2, §9): `shard_count` shards in all, this process runs
+    #: `shard_ids` ("0-3", "0,2,5-7"; empty = all of them). No shard_count: one gateway
+    #: connection, as an unsharded bot (Discord requires sharding from 2,500 servers).
+    shard_count: int | None = None  # 0 in a file: not set
+    shard_ids: str = ""
+
+    @field_validator("shard_count")
+    @classmethod
+    def _shard_count(cls, value: int | None) -> int | None:
+        if value is None or value == 0:
+            return None
+        if not 1 <= value <= 65_536:
+            raise ValueError("must be from 1 to 65536 (or 0: one unsharded connection)")
+        return value
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_range(cls, value: str, info: ValidationInfo) -> str:
+        count = info.data.get("shard_count")
+        if count is None:
+            if value.strip() and "shard_count" in info.data:
+                raise ValueError("needs discord.shard_count (how many shards in all)")
+            return value
+        parse_shard_ids(value, count)  # its ValueError is the message
+        return value
+
+    @property
+    def shards(self) -> Shards:
+        """The shard range this process runs (one shard of one when unsharded)."""
+        if self.shard_count is None:
+            return Shards()
+        return Shards(self.shard_count, parse_shard_ids(self.shard_ids, self.shard_count))
+
+    @property
+    def sharded(self) -> bool:
+        """Whether `shard_count` is set: an AutoShardedBot with an explicit shard range."""
+        return self.shard_count is not None
 
     @field_validator("oauth_authorize_url")
     @classmethod
@@ -304,18 +350,23 @@ def config_path(cli_path: str | None) -> Path:
 
 
 @overload
-def load_settings(path: Path) -> Settings: ...
+def load_settings(path: Path, *, overrides: dict[str, Any] | None = None) -> Settings: ...
 @overload
-def load_settings(path: Path, model: type[AnySettings]) -> AnySettings: ...
-def load_settings(path: Path, model: type[_FromSources] = Settings) -> _FromSources:
+def load_settings(
+    path: Path, model: type[AnySettings], *, overrides: dict[str, Any] | None = None
+) -> AnySettings: ...
+def load_settings(
+    path: Path, model: type[_FromSources] = Settings, *, overrides: dict[str, Any] | None = None
+) -> _FromSources:
     """Load and validate settings as `model` (what the verb needs: Settings for the bot);
-    raise ConfigError with one line naming the key."""
+    raise ConfigError with one line naming the key. `overrides` (command-line flags, as
+    `{"discord": {"shard_count": 4}}`) win over the environment and the file."""
 
     class _FromFile(model):  # type: ignore[valid-type,misc]  # one subclass per file
         model_config = SettingsConfigDict(toml_file=path if path.is_file() else None)
 
     try:
-        return _FromFile()  # fields come from the file and env
+        return _FromFile(**(overrides or {}))  # the rest comes from the env and file
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, model)) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML

@@ -29,12 +29,17 @@ from bot.payments import PaymentGateway
 from bot.planning import Planner
 from bot.product_actions import ActionService
 from bot.reconcile import Reconciler
+from bot.sharding import Shards
 from bot.shop import ShopService
 from bot.skus import DiscordStore, SkuService
 from bot.store import Store
 from bot.stripe_sync import StripeSync
 from bot.vault import Vault
 from bot.webhooks_out import WebhookService
+
+#: How often a process without shard 0 (it gets no entitlement events) re-reads the next
+#: entitlement end that another process's shard 0 may have reported.
+ENTITLEMENT_RECHECK = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ class Services:
     skus: SkuService
     licenses: LicenseService
     webhooks: WebhookService
+    #: The shard range of this process (bot/sharding.py): whose guilds' work it does.
+    shards: Shards
 
 
 def build_services(
@@ -94,8 +101,11 @@ def build_services(
     on_job_outcome: Callable[[str, str], None] | None = None,
     vault: Vault | None = None,
     discord_store: DiscordStore | None = None,
+    shards: Shards | None = None,
 ) -> Services:
-    """Build the services; the worker is woken whenever a committed transaction made jobs due."""
+    """Build the services; the worker is woken whenever a committed transaction made jobs due.
+    `shards`: this process's shard range (default: the configured one, or all)."""
+    shards = shards or settings.discord.shards
     domain = build_domain(settings)
     shop = ShopService(store, payments, settings, clock, domain.planner)
     worker = DeliveryWorker(
@@ -125,6 +135,8 @@ def build_services(
             domain.planner,
             discord_store or _no_store(discord),
             clock,
+            # Entitlement events arrive on shard 0 only: without it, re-read the next end.
+            recheck=None if shards.owns_shard_zero() else ENTITLEMENT_RECHECK,
         ),
         licenses=LicenseService(
             store,
@@ -133,6 +145,7 @@ def build_services(
             per_client_per_minute=settings.api.license_validations_per_client_per_minute,
         ),
         webhooks=WebhookService(store),
+        shards=shards,
     )
 
 

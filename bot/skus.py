@@ -93,6 +93,8 @@ class SkuService:
         discord: DiscordStore,
         clock: Clock,
         interval: timedelta = timedelta(hours=1),
+        *,
+        recheck: timedelta | None = None,
     ) -> None:
         self.store = store
         self.shop = shop
@@ -103,6 +105,9 @@ class SkuService:
         self.clock = clock
         self.interval = interval
         self._reported = asyncio.Event()  # a report came in: an end may now be sooner
+        #: Set when this process gets no entitlement events (it runs no shard 0): reports
+        #: reach the database through another process, so re-read the next end this often.
+        self.recheck = recheck
 
     # /shop sku ---------------------------------------------------------------------
 
@@ -378,13 +383,19 @@ class SkuService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 600.0)
 
+    def wake_at(self, checked: datetime, deadline: datetime, next_end: datetime | None) -> datetime:
+        """When the loop looks again: the next reconcile, the next entitlement end, or (in a
+        process without shard 0, which hears of no report) `recheck` after the last look."""
+        wake = deadline if next_end is None else min(deadline, next_end)
+        return wake if self.recheck is None else min(wake, checked + self.recheck)
+
     async def _until_next_reconcile(self) -> None:
         checked = self.clock.now()
         deadline = checked + self.interval
         while checked < deadline:
             async with self.store.reading() as tx:
                 next_end = await tx.skus.next_end(checked)
-            wake_at = deadline if next_end is None else min(deadline, next_end)
+            wake_at = self.wake_at(checked, deadline, next_end)
             self._reported.clear()
             seconds = max(0.05, (wake_at - self.clock.now()).total_seconds())
             with contextlib.suppress(TimeoutError):

@@ -56,6 +56,7 @@ class BotProcess:
         guild_ids: list[int],
         extra: str = "",
         env: dict[str, str] | None = None,
+        run_args: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.discord = discord
@@ -66,6 +67,7 @@ class BotProcess:
         self.log_path = workdir / "shopbot.log"
         self.config_path = workdir / "config.toml"
         self.env = env or {}
+        self.run_args = run_args or []  # after `run`, e.g. ["--shard-count", "4"]
         self.proc: subprocess.Popen[bytes] | None = None
         SECRETS_TO_HIDE.update({discord.token, stripe.secret_key, WEBHOOK_SECRET})
         self.config_path.write_text(
@@ -96,7 +98,7 @@ level = "DEBUG"
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env.pop("SHOPBOT_CONFIG", None)
         self.proc = subprocess.Popen(
-            [*shopbot_command(), "--config", str(self.config_path), "run"],
+            [*shopbot_command(), "--config", str(self.config_path), "run", *self.run_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,

@@ -15,6 +15,7 @@ from bot.store.conn import Conn, Duplicate
 from bot.store.customers import CustomerRepo
 from bot.store.db import Database, DatabaseInUse, DatabaseTooNew
 from bot.store.events import AuditRepo, EventRepo
+from bot.store.fleet import FleetRepo
 from bot.store.invoices import InvoiceRepo
 from bot.store.join_tokens import JoinTokenRepo
 from bot.store.licenses import LicenseRepo
@@ -65,6 +66,7 @@ class Tx:
         self.licenses = LicenseRepo(conn, self.now, at)
         self.webhooks = WebhookRepo(conn, self.now, at)
         self.locales = LocaleRepo(conn, self.now, at)
+        self.fleet = FleetRepo(conn, self.now, at)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from tests.unit.test_claims import *  # noqa: F403
 from tests.unit.test_delivery import *  # noqa: F403
 from tests.unit.test_dispatch import *  # noqa: F403
 from tests.unit.test_event_retry import *  # noqa: F403
+from tests.unit.test_fleet import *  # noqa: F403
 from tests.unit.test_fulfilment import *  # noqa: F403
 from tests.unit.test_gifts import *  # noqa: F403
 from tests.unit.test_licenses import *  # noqa: F403

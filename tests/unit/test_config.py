@@ -10,6 +10,7 @@ import pytest
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.log import RedactSecrets
+from bot.sharding import Shards
 
 GOOD = """
 [discord]
@@ -98,3 +99,37 @@ def test_database_url_selects_postgresql_and_its_password_stays_secret(tmp_path:
         with pytest.raises(ConfigError, match=r"^database\.url: ") as raised:
             load_settings(path)
         assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ('shard_ids = "0-3"\n', r"discord\.shard_ids: needs discord\.shard_count"),
+        ('shard_count = 4\nshard_ids = "2-5"\n', r"discord\.shard_ids: .*'2-5' is outside 0-3"),
+        ('shard_count = 4\nshard_ids = "3-1"\n', r"discord\.shard_ids: .*'3-1' runs backwards"),
+        ('shard_count = 4\nshard_ids = "a"\n', r"discord\.shard_ids: .*'a' is not a number"),
+        ("shard_count = -2\n", r"discord\.shard_count: must be from 1 to 65536"),
+        ('shard_count = "many"\n', r"discord\.shard_count: "),
+    ],
+)
+def test_bad_shard_settings_name_the_key(tmp_path: Path, patch: str, message: str) -> None:
+    """A shard range that does not fit the shard count, or ids without a count: one line
+    naming the key."""
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD.replace("[discord]\n", "[discord]\n" + patch))
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+def test_shard_settings_give_the_process_its_shard_range(tmp_path: Path) -> None:
+    """shard_count + shard_ids → Shards; unset (or 0) → one unsharded connection owning
+    everything; `--shard-count/--shard-ids` overrides win over the file."""
+    path = tmp_path / "config.toml"
+    path.write_text(GOOD.replace("[discord]\n", '[discord]\nshard_count = 16\nshard_ids = "0-3"\n'))
+    discord = load_settings(path).discord
+    assert discord.sharded and discord.shards == Shards(16, (0, 1, 2, 3))
+    cli = load_settings(path, overrides={"discord": {"shard_count": 4, "shard_ids": "2-3"}})
+    assert cli.discord.shards == Shards(4, (2, 3)) and cli.discord.token.get_secret_value()
+    path.write_text(GOOD.replace("[discord]\n", "[discord]\nshard_count = 0\n"))
+    unsharded = load_settings(path).discord
+    assert not unsharded.sharded and unsharded.shards == Shards() and unsharded.shards.everything

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from bot.errors import ShopError
+from bot.services import ENTITLEMENT_RECHECK, build_services
+from bot.sharding import Shards
 from bot.skus import CONSUMABLE, SUBSCRIPTION
 from tests.unit.world import ADMIN, BUYER, GUILD, OTHER, ROLE, World, add_product
 
@@ -291,3 +293,27 @@ async def test_sku_panel_shows_a_premium_button(world: World) -> None:
     premium = [b for b in buttons if b.get("style") == 6]
     assert premium == [{"type": 2, "style": 6, "sku_id": str(SKU)}]
     assert any(b.get("custom_id", "").startswith("shop:buy:") for b in buttons)
+
+
+async def test_a_process_without_shard_zero_rechecks_entitlement_ends(world: World) -> None:
+    """Entitlement events arrive on shard 0 only: a process running other shards hears of no
+    report, so it looks at the next end at least every minute (another process may have
+    stored a sooner one); the process with shard 0 waits for the end or the next reconcile."""
+    now = world.clock.now()
+    hour, later = now + timedelta(hours=1), now + timedelta(days=3)
+    assert world.services.shards.owns_shard_zero()
+    assert world.services.skus.wake_at(now, hour, later) == hour
+    assert world.services.skus.wake_at(now, hour, now + timedelta(minutes=5)) == now + timedelta(
+        minutes=5
+    )
+    others = build_services(
+        world.settings,
+        world.store,
+        world.shop.payments,
+        world.clock,
+        world.discord,
+        shards=Shards(4, (2, 3)),
+    )
+    assert others.shards == Shards(4, (2, 3))
+    assert others.skus.wake_at(now, hour, later) == now + ENTITLEMENT_RECHECK
+    assert others.skus.wake_at(now, hour, None) == now + ENTITLEMENT_RECHECK

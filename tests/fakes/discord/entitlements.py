@@ -142,10 +142,7 @@ class EntitlementMixin:
 
     def dispatch_shard0(self: FakeDiscord, event: str, data: dict[str, Any]) -> int | None:  # type: ignore[misc]
         """Monetization events go to shard 0 only."""
-        session = self.gateway.session
-        if session is None or session.shard[0] != 0:
-            return None
-        return self.dispatch(event, dict(data))
+        return self.gateway.dispatch_to(self.gateway.sessions.get(0), event, dict(data))
 
     def active_entitlements(self, user_id: int, guild_id: int | None) -> list[dict[str, Any]]:
         """What an interaction carries: live entitlements of the user and of the guild."""

@@ -258,8 +258,8 @@ class InteractionMixin:
         message: dict[str, Any] | None = None,
     ) -> FakeInteraction:
         """Assemble the full INTERACTION_CREATE payload, register and dispatch it."""
-        if self.gateway.session is None:
-            raise RuntimeError("no gateway session: the bot has not IDENTIFIED yet")
+        if self.gateway.session_for(guild_id) is None:
+            raise RuntimeError("no gateway session (of this guild's shard) has IDENTIFIED yet")
         payload: dict[str, Any] = {
             "id": str(snowflake()),
             "application_id": str(self.application_id),

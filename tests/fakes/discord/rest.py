@@ -82,9 +82,13 @@ class RestRoutes:
 
     async def gateway_bot(self, request: web.Request) -> web.Response:
         """GET /gateway/bot."""
-        limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
+        gateway = self.fake.gateway
         return json_response(
-            {"url": self.fake.gateway_url, "shards": 1, "session_start_limit": limit}
+            {
+                "url": self.fake.gateway_url,
+                "shards": gateway.recommended(),
+                "session_start_limit": gateway.session_start_limit(),
+            }
         )
 
     async def me(self, request: web.Request) -> web.Response:

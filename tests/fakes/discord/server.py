@@ -235,17 +235,17 @@ class FakeDiscord(StateMixin, InteractionMixin, EntitlementMixin):
         """Wait until a client IDENTIFIED and received READY plus every GUILD_CREATE."""
         await self.gateway.wait_ready(timeout)
 
-    async def drop_connection(self) -> None:
-        """Abort the socket (no close frame); the client should RESUME."""
-        await self.gateway.drop_connection()
+    async def drop_connection(self, shard: int | None = None) -> None:
+        """Abort the socket of `shard` (None: every one), no close frame: RESUME follows."""
+        await self.gateway.drop_connection(shard)
 
-    async def invalidate_session(self, resumable: bool = False) -> None:
+    async def invalidate_session(self, resumable: bool = False, shard: int | None = None) -> None:
         """Send op 9 (d=false by default): the client must IDENTIFY again."""
-        await self.gateway.invalidate_session(resumable)
+        await self.gateway.invalidate_session(resumable, shard)
 
-    async def request_reconnect(self) -> None:
+    async def request_reconnect(self, shard: int | None = None) -> None:
         """Send op 7 RECONNECT."""
-        await self.gateway.request_reconnect()
+        await self.gateway.request_reconnect(shard)
 
     # -------------------------------------------------------------- faults
     def inject(
@@ -413,7 +413,9 @@ class FakeDiscord(StateMixin, InteractionMixin, EntitlementMixin):
         return {
             "v": 10,
             "user": self._self_user_payload(),
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "guilds": [
+                {"id": str(g.id), "unavailable": True} for g in self.gateway.shard_guilds(shard)
+            ],
             "session_id": session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,

@@ -1,0 +1,205 @@
+"""Several processes, one bot token: Discord's IDENTIFY limit and once-per-fleet work.
+
+IDENTIFY (FACTS.md): one per `max_concurrency` bucket (`shard_id % max_concurrency`) per
+5 seconds per token, whichever process sends it. `IdentifyGate.wait_turn` runs in
+discord.py's `before_identify_hook`: in one short transaction it reserves the bucket's next
+slot in `identify_slots` (5 s plus a margin after the slot reserved before it, by any
+process; on PostgreSQL under the bucket's advisory lock), then sleeps until that slot
+outside any transaction. The margin covers the time between our hook returning and
+Discord receiving the IDENTIFY, which differs between processes.
+
+Periodic work that must run once per fleet (expiry, Stripe catch-up, Discord entitlement
+reconcile) runs only while this process holds the `fleet_leases` row (`FleetLease`):
+renewed every `renew_every`, it expires `ttl` after the last renewal, so the work moves
+to another process within `ttl` of its holder dying; every takeover grows its fencing
+token. On SQLite there is one process (the file is held exclusively), so it always holds.
+Role reconciliation is per guild and follows shard ownership instead: each process
+reconciles the guilds its shards receive (bot/app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+from bot.clock import Clock
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Discord's rule: one IDENTIFY per bucket per 5 s.
+IDENTIFY_SPACING = timedelta(seconds=5)
+#: Added to it: our IDENTIFY reaches Discord a little after the hook returns, and not
+#: equally soon from every process.
+IDENTIFY_MARGIN = timedelta(milliseconds=500)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class IdentifyGate:
+    """Spaces IDENTIFYs per bucket across every process sharing the database."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        max_concurrency: int = 1,
+        spacing: timedelta = IDENTIFY_SPACING + IDENTIFY_MARGIN,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.max_concurrency = max_concurrency
+        self.spacing = spacing
+        self.sleep = sleep
+
+    def bucket(self, shard_id: int) -> int:
+        return shard_id % max(1, self.max_concurrency)
+
+    async def wait_turn(self, shard_id: int) -> float:
+        """Reserve the shard's bucket's next IDENTIFY slot and sleep until it; the seconds
+        waited."""
+        bucket = self.bucket(shard_id)
+        async with self.store.transaction() as tx:
+            slot = await tx.fleet.reserve_identify(bucket, self.clock.now(), self.spacing)
+        wait = (slot - self.clock.now()).total_seconds()
+        if wait > 0:
+            log.info(
+                "shard %d waits %.1f s for its IDENTIFY turn (bucket %d of %d)",
+                shard_id, wait, bucket, self.max_concurrency,
+            )  # fmt: skip
+            await self.sleep(wait)
+        return max(wait, 0.0)
+
+
+def holder_name() -> str:
+    """This process, as a lease holder: host, pid and a random tag (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class FleetLease:
+    """Holds (or waits for) the lease `name`; `while_held` runs work only meanwhile."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        name: str = "periodic",
+        holder: str | None = None,
+        ttl: timedelta = timedelta(seconds=45),
+        renew_every: float = 15.0,
+        always: bool = False,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.name = name
+        self.holder = holder or holder_name()
+        self.ttl = ttl
+        self.renew_every = renew_every
+        #: SQLite: one process serves the database, so it always holds the lease.
+        self.always = always
+        self.sleep = sleep
+        self.fencing: int | None = 1 if always else None
+        self._until = clock.now() + ttl if always else None
+        self._changed = asyncio.Event()
+        self._told_waiting = False
+
+    @property
+    def held(self) -> bool:
+        if self.always:
+            return True
+        return (
+            self.fencing is not None and self._until is not None and self.clock.now() < self._until
+        )
+
+    async def renew(self) -> bool:
+        """One try to take or renew the lease; whether this process holds it now."""
+        if self.always:
+            return True
+        before = self.fencing
+        started = self.clock.now()
+        try:
+            async with self.store.transaction() as tx:
+                fencing = await tx.fleet.hold_lease(self.name, self.holder, self.ttl)
+        except Exception:
+            log.warning("renewing the %s lease failed; trying again", self.name, exc_info=True)
+            fencing = self.fencing if self.held else None
+        else:
+            self._until = started + self.ttl if fencing is not None else None
+        self.fencing = fencing
+        if fencing != before:
+            if fencing is not None:
+                log.info(
+                    "this process (%s) now holds the %s lease (fencing %d): it runs the "
+                    "fleet's periodic work", self.holder, self.name, fencing,
+                )  # fmt: skip
+            elif before is not None:
+                log.warning("this process lost the %s lease; its periodic work stops", self.name)
+            self._notify()
+        if fencing is None and not self._told_waiting:
+            self._told_waiting = True
+            log.info(
+                "another process holds the %s lease; this one (%s) takes it over if it "
+                "stops renewing", self.name, self.holder,
+            )  # fmt: skip
+        return fencing is not None
+
+    async def run(self) -> None:
+        """Forever: renew, then wait `renew_every` (a supervised loop of bot/app.py)."""
+        if self.always:
+            await asyncio.Event().wait()  # nothing to renew; never returns
+        while True:
+            await self.renew()
+            await self.sleep(self.renew_every)
+            if self.fencing is not None and not self.held:  # renewals failed past the ttl
+                self.fencing = None
+                log.warning("the %s lease ran out unrenewed; periodic work stops", self.name)
+                self._notify()
+
+    async def release(self) -> None:
+        """At shutdown: let another process take the lease at its next try."""
+        if self.always or self.fencing is None:
+            return
+        async with self.store.transaction() as tx:
+            await tx.fleet.release_lease(self.name, self.holder)
+        self.fencing = None
+        self._notify()
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    async def _until_held(self, held: bool) -> None:
+        while self.held != held:
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.renew_every):
+                    await changed.wait()
+
+    async def while_held(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run `factory()` while this process holds the lease: started when it is taken,
+        cancelled when it is lost, started again when it is taken back. An exception of
+        the work goes to the caller (its supervisor restarts it)."""
+        while True:
+            await self._until_held(True)
+            work = asyncio.ensure_future(factory())
+            lost = asyncio.ensure_future(self._until_held(False))
+            try:
+                await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (work, lost):
+                    task.cancel()
+                await asyncio.gather(work, lost, return_exceptions=True)
+            if work.done() and not work.cancelled():
+                work.result()  # raises the work's exception
+                return

@@ -1,0 +1,136 @@
+"""Several processes over one database (bot/fleet.py): IDENTIFY turns per bucket and the
+lease that runs the fleet's periodic work in one process. Two gates or leases over one
+store are two processes; tests/pg runs this module on PostgreSQL too."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from bot.clock import FrozenClock, iso
+from bot.fleet import IDENTIFY_MARGIN, IDENTIFY_SPACING, FleetLease, IdentifyGate
+from tests.unit.world import World
+
+TURN = (IDENTIFY_SPACING + IDENTIFY_MARGIN).total_seconds()
+
+
+class Sleeps:
+    """`sleep` for the code under test: moves the frozen clock instead of waiting."""
+
+    def __init__(self, clock: FrozenClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.advance(seconds=seconds)
+
+
+async def test_identify_turns_are_spaced_per_bucket_across_processes(world: World) -> None:
+    """Two processes (gates) over one database, max_concurrency 2: shards 0 and 2 share
+    bucket 0, so whichever asks second waits 5 s (+ margin) after the first, and a third
+    of that bucket queues behind both; bucket 1 (shard 1) does not wait; after the spacing
+    has passed a bucket's next IDENTIFY goes at once."""
+    sleeps = Sleeps(world.clock)
+    first = IdentifyGate(world.store, world.clock, max_concurrency=2, sleep=sleeps)
+    second = IdentifyGate(world.store, world.clock, max_concurrency=2, sleep=sleeps)
+    assert await first.wait_turn(0) == 0
+    assert await second.wait_turn(1) == 0  # another bucket
+    world.clock.advance(seconds=1)
+    assert await second.wait_turn(2) == TURN - 1  # bucket 0: the other process's turn
+    assert await first.wait_turn(4) == TURN  # queued behind shard 2's slot
+    world.clock.advance(seconds=60)
+    assert await second.wait_turn(6) == 0
+    assert sleeps.waits == [TURN - 1, TURN]
+
+
+async def test_identify_turns_of_one_bucket_never_overlap_when_asked_together(
+    world: World,
+) -> None:
+    """Four shards of one bucket asking at the same moment get four distinct slots, each a
+    full turn after the one before (the reservation is one transaction per ask)."""
+    sleeps = Sleeps(world.clock)
+    gates = [IdentifyGate(world.store, world.clock, sleep=sleeps) for _ in range(2)]
+    start = world.clock.now()
+    slots: list[timedelta] = []
+
+    async def ask(gate: IdentifyGate, shard: int) -> None:
+        async with world.store.transaction() as tx:
+            slot = await tx.fleet.reserve_identify(gate.bucket(shard), start, gate.spacing)
+        slots.append(slot - start)
+
+    await asyncio.gather(*(ask(gates[i % 2], i) for i in range(4)))
+    assert sorted(s.total_seconds() for s in slots) == [0, TURN, 2 * TURN, 3 * TURN]
+
+
+async def test_one_process_holds_the_fleet_lease_and_another_takes_it_over(
+    world: World,
+) -> None:
+    """The first to ask holds the lease and renews it; the other waits. When the holder
+    stops renewing, the other takes it once it expired, with a larger fencing token, and
+    the old holder's renewal then fails; a clean release hands it over at once."""
+    ttl = timedelta(seconds=45)
+    a = FleetLease(world.store, world.clock, holder="a", ttl=ttl)
+    b = FleetLease(world.store, world.clock, holder="b", ttl=ttl)
+    assert await a.renew() and a.fencing == 1
+    assert not await b.renew() and not b.held
+    world.clock.advance(seconds=30)
+    assert await a.renew() and a.fencing == 1  # renewed, not taken over
+    world.clock.advance(seconds=30)
+    assert not await b.renew()  # a renewed 30 s ago: its lease runs 15 s more
+    world.clock.advance(seconds=16)
+    assert not a.held  # a's own view: past its ttl without renewing
+    assert await b.renew() and b.fencing == 2
+    assert not await a.renew() and a.fencing is None
+    await b.release()
+    assert not b.held
+    assert await a.renew() and a.fencing == 3
+    async with world.store.reading() as tx:
+        assert await tx.fleet.lease("periodic") == ("a", 3, iso(world.clock.now() + ttl))
+
+
+async def test_work_runs_only_while_the_lease_is_held(world: World) -> None:
+    """`while_held` starts the work when the lease is taken and cancels it when lost."""
+    lease = FleetLease(world.store, world.clock, holder="a", renew_every=0.01)
+    other = FleetLease(world.store, world.clock, holder="b")
+    assert await other.renew()  # b holds it first
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def work() -> None:
+        started.append(1)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(1)
+            raise
+
+    runner = asyncio.create_task(lease.while_held(work))
+    try:
+        assert not await lease.renew()
+        for _ in range(10):  # the runner gets its turns; b still holds the lease
+            await asyncio.sleep(0)
+        assert started == []
+        await other.release()
+        assert await lease.renew()
+        await _until(lambda: started == [1])
+        world.clock.advance(seconds=60)  # a's lease runs out unrenewed
+        await _until(lambda: cancelled == [1])
+        assert await lease.renew()
+        await _until(lambda: started == [1, 1])
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+def test_sqlite_process_always_holds_the_lease(world: World) -> None:
+    """One process serves a SQLite file (it is held exclusively): no lease row is needed."""
+    lease = FleetLease(world.store, world.clock, always=True)
+    world.clock.advance(days=1)
+    assert lease.held and lease.fencing == 1
+
+
+async def _until(predicate: object, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.005)
