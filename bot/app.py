@@ -135,6 +135,8 @@ class ShopBot(commands.Bot):
             "reconcile": self._reconcile_periodically,
             "fleet-lease": self.lease.run,
         }
+        if self.store.dialect == "postgresql":  # jobs other processes queue for our guilds
+            loops["job-wakeups"] = functools.partial(self.store.listen_for_jobs, self.worker.wake)
         once_per_fleet = {
             "expiry": lambda: run_expiry(
                 self.store, lifecycle, self.worker.wake, periodic=services.notices.periodic

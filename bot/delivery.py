@@ -37,6 +37,11 @@ from bot.webhooks_out import WebhookSender
 log = logging.getLogger(__name__)
 
 EXPIRY_CHECK = timedelta(seconds=60)  # how often overdue (undeliverable) jobs are expired
+#: How long the worker sleeps with nothing due. On SQLite every job is queued by this
+#: process, whose commits wake it; on PostgreSQL other processes' jobs wake it by NOTIFY,
+#: and this is the fallback while the LISTEN connection is down.
+POLL = 30.0
+SHARED_POLL = 5.0
 PANEL_ROUNDS = 5  # a panel edit is sent again while its products keep changing meanwhile
 
 
@@ -176,7 +181,7 @@ class DeliveryWorker:
                         self._guild_tasks[guild_id] = self._tasks.start(
                             self._drain_guild(guild_id), name=f"delivery-{guild_id}"
                         )
-                timeout = 30.0
+                timeout = POLL if self.store.dialect == "sqlite" else SHARED_POLL
                 if next_at is not None and not due:
                     timeout = min(timeout, max(0.05, (next_at - self.clock.now()).total_seconds()))
                 await wait_event(self._wake, timeout)

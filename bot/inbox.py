@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 # webhook writer (which answers Stripe) never waits long for the database.
 PROCESS_BATCH = 10
 
+# On PostgreSQL another process may have stored an event and died before applying it: look
+# for such orphans this often (an event is applied once whoever applies it, bot/store/pg.py).
+SHARED_POLL = 10.0
+
 # Events parsed by `receive` kept for `run` (so a body is parsed once, not twice); past this
 # many waiting (a long backlog) the rest are parsed again from the stored payload.
 PARSED_KEPT = 5000
@@ -125,9 +129,10 @@ class Inbox:
             if batch:
                 await self.process_batch([(stored.id, stored.payload) for stored in batch])
                 continue
-            timeout = None
+            timeout = None if self.store.dialect == "sqlite" else SHARED_POLL
             if retry_at is not None:
-                timeout = max((retry_at - self.store.clock.now()).total_seconds(), 0.05)
+                until = max((retry_at - self.store.clock.now()).total_seconds(), 0.05)
+                timeout = until if timeout is None else min(timeout, until)
             await wait_event(self._wake, timeout)
 
     async def process(self, event_id: str, payload: str) -> None:

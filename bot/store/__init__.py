@@ -153,6 +153,13 @@ class Store:
         """An urgent transaction waits: a long batch of background work should commit now."""
         return self.db.urgent_waiting()
 
+    async def listen_for_jobs(self, on_jobs: Callable[[], None]) -> None:
+        """PostgreSQL: call `on_jobs` whenever any process commits new delivery jobs (until
+        the LISTEN connection is lost: then it raises, to be run again). SQLite: one
+        process, whose own commits already wake it; returns at once."""
+        if isinstance(self.db, PgDatabase):
+            await self.db.listen_for_jobs(on_jobs)
+
     @asynccontextmanager
     async def transaction(self, urgent: bool = False) -> AsyncIterator[Tx]:
         """A write transaction (BEGIN IMMEDIATE); commits on success. `urgent` (the
@@ -160,6 +167,8 @@ class Store:
         async with self.db.transaction(urgent) as conn:
             tx = Tx(conn, self.clock, self.install_id)
             yield tx
+            if tx.jobs.queued:  # the jobs may be another process's guilds (PostgreSQL)
+                await self.db.announce_jobs(conn)
         if tx.jobs.queued and self.on_jobs_due is not None:
             self.on_jobs_due()
 

@@ -17,7 +17,7 @@ from typing import IO
 
 import aiosqlite
 
-from bot.store.conn import PeekConn, SqliteConn
+from bot.store.conn import Conn, PeekConn, SqliteConn
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,9 @@ class Database:
                 yield self.seam
             finally:
                 await self._rollback()
+
+    async def announce_jobs(self, conn: Conn) -> None:
+        """Other processes to tell of new jobs: none (SQLite serves one process)."""
 
     @property
     def reader(self) -> sqlite3.Connection | None:

@@ -1,4 +1,4 @@
-"""Coordination rows of a fleet of processes (migration 0016): IDENTIFY slots and leases."""
+"""Coordination rows of a fleet of processes (migration 0017): IDENTIFY slots and leases."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from bot.store.conn import Duplicate, Params, numbered
+from bot.store.conn import Conn, Duplicate, Params, numbered
 from bot.store.db import DatabaseTooNew, PriorityLock, _migrations
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ Raw = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 #: pg_advisory_xact_lock keys (any fixed 64-bit numbers; "shop" + a digit).
 WRITER_LOCK = 0x73686F7001
 MIGRATE_LOCK = 0x73686F7002
+#: NOTIFY channel: a committed transaction queued delivery jobs (any process's guilds).
+JOBS_CHANNEL = "shopbot_jobs"
+#: How often the LISTEN connection is checked while no notification arrives.
+LISTEN_CHECK_S = 5.0
 #: Waiting this long for another process's write transaction shows in /healthz.
 LOCK_REPORT_AFTER = 5.0
 
@@ -318,6 +322,31 @@ class PgDatabase:
                 yield PgConn(raw)
             finally:
                 await _rollback(raw)
+
+    async def announce_jobs(self, conn: Conn) -> None:
+        """Inside a transaction that queued jobs: tell every process once it commits
+        (PostgreSQL delivers a NOTIFY at COMMIT, and drops it on ROLLBACK)."""
+        await conn.fetch_one("SELECT pg_notify(?, '')", (JOBS_CHANNEL,))
+
+    async def listen_for_jobs(self, on_jobs: Callable[[], None]) -> None:
+        """LISTEN on a dedicated connection (not the pool's) and call `on_jobs` at each
+        notification, and once at the start (what was queued while not listening). Raises
+        when the connection is lost, so the supervisor connects and LISTENs again; the
+        delivery worker's polling covers the gap."""
+        raw = await asyncpg.connect(self.url, timeout=10)
+        lost = asyncio.Event()
+        try:
+            raw.add_termination_listener(lambda _conn: lost.set())
+            await raw.add_listener(JOBS_CHANNEL, lambda *_args: on_jobs())
+            log.info("listening for delivery jobs of other processes (%s)", JOBS_CHANNEL)
+            on_jobs()
+            while not lost.is_set() and not raw.is_closed():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), LISTEN_CHECK_S)
+        finally:
+            with contextlib.suppress(Exception):
+                await raw.close(timeout=2)
+        raise ConnectionError(f"the LISTEN connection to {self.where} was lost")
 
     @asynccontextmanager
     async def peek(self) -> AsyncIterator[PgConn]:

@@ -261,3 +261,53 @@ async def test_task_cancelled_inside_a_transaction_leaves_the_store_usable(store
     assert not broken, "\n".join(broken)
     async with store.reading() as tx:
         assert [await tx.get_meta(f"transaction:{n}") for n in range(8)] == ["x"] * 8
+
+
+async def test_jobs_queued_by_one_process_wake_another_and_listen_survives_a_lost_connection(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    """LISTEN/NOTIFY (issue 16): a commit that queues jobs wakes every process listening
+    (a rolled-back one leaves no job behind); when the server ends the LISTEN connection, listening
+    raises (its supervisor starts it again) and, started again, it wakes at once for what
+    was queued meanwhile. SQLite serves one process: listening returns at once."""
+    if store.dialect == "sqlite":
+        await asyncio.wait_for(store.listen_for_jobs(lambda: None), 1)
+        return
+    other = Store(tmp_path / "unused.db", FrozenClock(), url=database_url)  # a second process
+    await other.open()
+    woken = asyncio.Event()
+    listening = asyncio.create_task(other.listen_for_jobs(woken.set))
+    try:
+        await asyncio.wait_for(woken.wait(), 10)  # once at the start: catch up
+        woken.clear()
+        with contextlib.suppress(RuntimeError):
+            async with store.transaction() as tx:
+                await tx.jobs.enqueue(guild_id=7, user_id=1, kind="receipt", dedupe_key="gone")
+                raise RuntimeError("rolled back")
+        async with store.transaction() as tx:
+            await tx.set_meta("no", "jobs")
+        async with store.transaction() as tx:
+            await tx.jobs.enqueue(guild_id=7, user_id=1, kind="receipt", dedupe_key="kept")
+        await asyncio.wait_for(woken.wait(), 10)
+        async with store.reading() as tx:
+            assert [job.dedupe_key for job in await tx.jobs.due()] == ["kept"]
+        woken.clear()
+        async with store.transaction() as tx:
+            ended = await tx.conn.fetch_all(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+            )
+        assert len(ended) == 1
+        with pytest.raises(ConnectionError, match="LISTEN connection"):
+            await asyncio.wait_for(listening, 15)
+        listening = asyncio.create_task(other.listen_for_jobs(woken.set))
+        await asyncio.wait_for(woken.wait(), 10)
+        woken.clear()
+        async with store.transaction() as tx:
+            await tx.jobs.enqueue(guild_id=7, user_id=2, kind="receipt", dedupe_key="again")
+        await asyncio.wait_for(woken.wait(), 10)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await listening
+        await other.close()
