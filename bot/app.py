@@ -24,7 +24,7 @@ from bot.api.service import ApiService
 from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
 from bot.discord_adapter import DiscordAdapter, GuildDirectoryAdapter
-from bot.fleet import FleetLease, IdentifyGate
+from bot.fleet import GLOBAL_LIMIT, FleetLease, IdentifyGate, RequestWindow, global_share
 from bot.lifecycle import run_expiry
 from bot.oauth import DiscordOAuth
 from bot.payments import StripeGateway
@@ -373,6 +373,11 @@ class ShopBot(commands.Bot):
         parsers["GUILD_MEMBER_UPDATE"] = parse
 
 
+#: Routes Discord does not count against the global limit: interaction answers and their
+#: follow-ups (by the interaction's webhook token).
+GLOBAL_EXEMPT = ("/interactions/", "/webhooks/")
+
+
 class ShardedShopBot(ShopBot, commands.AutoShardedBot):
     """ShopBot over `discord.shard_count` shards, of which it runs `discord.shard_ids`.
 
@@ -385,6 +390,24 @@ class ShardedShopBot(ShopBot, commands.AutoShardedBot):
         self.identify_gate = IdentifyGate(self.store, self.clock)
         self._shards_up: set[int] = set()
         self._shards_seen: set[int] = set()  # READY at least once
+        shards = settings.discord.shards
+        #: This process's share of Discord's global limit (None: it runs every shard).
+        self.request_window: RequestWindow | None = None
+        if not shards.everything:
+            self.request_window = RequestWindow(global_share(len(shards.ids), shards.count))
+            self._limit_requests(self.request_window)
+
+    def _limit_requests(self, window: RequestWindow) -> None:
+        """Every REST request but interaction answers (which Discord does not count against
+        the global limit) waits for its turn in this process's share of the limit."""
+        send = self.http.request
+
+        async def request(route: discord.http.Route, **kwargs: Any) -> Any:
+            if not route.path.startswith(GLOBAL_EXEMPT):
+                await window.take()
+            return await send(route, **kwargs)
+
+        self.http.request = request  # type: ignore[method-assign]
 
     @staticmethod
     def _shard_options(settings: Settings) -> dict[str, Any]:
@@ -409,6 +432,12 @@ class ShardedShopBot(ShopBot, commands.AutoShardedBot):
             ",".join(map(str, shards.ids)), shards.count, recommended,
             self.identify_gate.max_concurrency, limit["remaining"], limit["total"],
         )  # fmt: skip
+        if self.request_window is not None:
+            log.info(
+                "this process sends at most %d Discord requests/s: its %d of %d shards' "
+                "share of the global %d",
+                self.request_window.per_second, len(shards.ids), shards.count, GLOBAL_LIMIT,
+            )  # fmt: skip
         if limit["remaining"] < len(shards.ids):
             log.warning(
                 "Discord allows %d more session starts for %.0f min; this process needs %d",

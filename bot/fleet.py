@@ -20,6 +20,7 @@ reconciles the guilds its shards receive (bot/app.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -203,3 +204,49 @@ class FleetLease:
             if work.done() and not work.cancelled():
                 work.result()  # raises the work's exception
                 return
+
+
+#: Discord's global limit: requests per second per bot token, across every process.
+GLOBAL_LIMIT = 50
+
+
+def global_share(shard_ids: int, shard_count: int, limit: int = GLOBAL_LIMIT) -> int:
+    """This process's part of the global limit, split by the shards it runs (a static
+    split: with every shard range taken, the parts add up to at most `limit`)."""
+    return max(1, limit * shard_ids // shard_count)
+
+
+class RequestWindow:
+    """At most `per_second` requests in any one-second window (a sliding window: unlike a
+    token bucket, it never lets a burst and its refill land in the same second)."""
+
+    #: A little over a second: requests reach Discord a few milliseconds apart from when
+    #: they were sent, so a window of exactly one second could put a 51st in Discord's.
+    WINDOW = 1.1
+
+    def __init__(self, per_second: int, now: Callable[[], float] | None = None) -> None:
+        if per_second < 1:
+            raise ValueError("per_second must be at least 1")
+        self.per_second = per_second
+        self._now = now or (lambda: asyncio.get_running_loop().time())
+        self._sent: collections.deque[float] = collections.deque()
+        self.waited = 0  # how many requests had to wait (for logs and tests)
+
+    def wait_for(self) -> float:
+        """Seconds until a request may go (0: now); a request that may go is counted."""
+        now = self._now()
+        while self._sent and now - self._sent[0] >= self.WINDOW:
+            self._sent.popleft()
+        if len(self._sent) < self.per_second:
+            self._sent.append(now)
+            return 0.0
+        return self._sent[0] + self.WINDOW - now
+
+    async def take(self) -> None:
+        """Wait for this request's turn."""
+        delay = self.wait_for()
+        if delay:
+            self.waited += 1
+        while delay:
+            await asyncio.sleep(delay)
+            delay = self.wait_for()

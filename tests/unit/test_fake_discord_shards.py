@@ -232,3 +232,27 @@ async def test_discord_py_identifies_again_after_a_too_fast_identify(
         shard_one = [r.outcome for r in gateway.identify_log if r.shard == 1]
         assert shard_one[0] == "invalid_session" and shard_one[-1] == "ready"
         assert (1, False) in client.hook_calls  # the re-IDENTIFY went through the hook
+
+
+async def test_global_limit_refuses_the_51st_bot_request_in_a_second(
+    fake_discord: FakeDiscord,
+) -> None:
+    """Discord's global limit per token: past 50 requests in a second the fake answers a
+    global 429 (`global: true`, `X-RateLimit-Global`); interaction answers do not count."""
+    fake_discord.set_global_rate_limit(50, per_seconds=30.0)  # one long window: no race
+    guild = fake_discord.add_guild(name="Shop")
+    url = f"{fake_discord.api_base}/guilds/{guild.id}"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {fake_discord.token}"}) as s:
+        statuses = []
+        for _ in range(50):
+            async with s.get(url) as response:
+                statuses.append(response.status)
+        answer = {"type": 4, "data": {"content": "hi"}}
+        async with s.post(f"{fake_discord.api_base}/interactions/1/tok/callback", json=answer) as r:
+            assert r.status != 429  # not counted against the global limit
+        async with s.get(url) as response:
+            body = await response.json()
+            assert response.status == 429 and body["global"] is True
+            assert response.headers["X-RateLimit-Global"] == "true"
+    assert statuses == [200] * 50
+    assert fake_discord.ratelimits.global_429s == 1

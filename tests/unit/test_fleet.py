@@ -8,7 +8,15 @@ import asyncio
 from datetime import timedelta
 
 from bot.clock import FrozenClock, iso
-from bot.fleet import IDENTIFY_MARGIN, IDENTIFY_SPACING, FleetLease, IdentifyGate
+from bot.fleet import (
+    GLOBAL_LIMIT,
+    IDENTIFY_MARGIN,
+    IDENTIFY_SPACING,
+    FleetLease,
+    IdentifyGate,
+    RequestWindow,
+    global_share,
+)
 from tests.unit.world import World
 
 TURN = (IDENTIFY_SPACING + IDENTIFY_MARGIN).total_seconds()
@@ -134,3 +142,43 @@ async def _until(predicate: object, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():  # type: ignore[operator]
             await asyncio.sleep(0.005)
+
+
+def test_global_limit_shares_add_up_to_at_most_the_limit() -> None:
+    """The static split: each process's part by its shards; whatever the ranges, every
+    shard taken once, the parts never add up to more than Discord's 50 requests/s."""
+    assert global_share(4, 16) == 12 and global_share(16, 16) == GLOBAL_LIMIT
+    for ranges in ([4, 4, 4, 4], [1, 15], [3, 5, 8], [1] * 16, [2] * 8, [7, 9]):
+        assert sum(global_share(n, sum(ranges)) for n in ranges) <= GLOBAL_LIMIT
+    assert global_share(1, 100) == 1  # never nothing at all
+
+
+def test_request_window_allows_n_per_window_and_says_how_long_to_wait() -> None:
+    """A sliding window: `per_second` requests go at once, the next waits until the first
+    leaves the window; never more than `per_second` in any window."""
+    now = [100.0]
+    window = RequestWindow(3, now=lambda: now[0])
+    assert [window.wait_for() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert abs(window.wait_for() - RequestWindow.WINDOW) < 1e-9
+    now[0] += 0.5
+    assert abs(window.wait_for() - (RequestWindow.WINDOW - 0.5)) < 1e-9
+    now[0] = 100.0 + RequestWindow.WINDOW + 0.01  # the first three have left the window
+    assert [window.wait_for() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert window.wait_for() > 0
+
+
+async def test_request_window_spaces_a_burst_over_windows() -> None:
+    """30 requests through a window of 20/s: 20 go at once, the others one window later."""
+    loop = asyncio.get_running_loop()
+    window = RequestWindow(20)
+    start = loop.time()
+    sent: list[float] = []
+
+    async def one() -> None:
+        await window.take()
+        sent.append(loop.time() - start)
+
+    await asyncio.gather(*(one() for _ in range(30)))
+    assert sum(at < 0.5 for at in sent) == 20
+    assert min(at for at in sent if at >= 0.5) >= RequestWindow.WINDOW - 0.01
+    assert window.waited == 10

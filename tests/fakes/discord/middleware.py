@@ -123,6 +123,9 @@ class Pipeline:
             if identity is None:
                 return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
             request[AUTH_KEY] = identity
+        bot_token = request.headers.get("Authorization", "") == f"Bot {fake.token}"
+        if (refused := fake.ratelimits.check_global(record.path, bot_token)) is not None:
+            return refused
         limited, rl_headers = fake.ratelimits.check(
             record.route_template,
             f"{request.method} {record.route_template or record.path}",

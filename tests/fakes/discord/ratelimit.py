@@ -67,13 +67,52 @@ class FixedWindow:
         return allowed, headers, reset_after
 
 
+#: Paths Discord does not count against the bot's global limit: interaction answers and
+#: their follow-ups (webhook tokens), and the gateway URL lookups.
+GLOBAL_EXEMPT = ("/interactions/", "/webhooks/")
+
+
+def globally_limited(retry_after: float) -> web.Response:
+    """The global 429: `global: true` in the body, `X-RateLimit-Global`, scope `global`."""
+    retry_after = round(max(retry_after, 0.001), 3)
+    return json_response(
+        {"message": "You are being rate limited.", "retry_after": retry_after, "global": True},
+        status=429,
+        headers={
+            "Via": "1.1 google",
+            "Retry-After": str(math.ceil(retry_after)),
+            "X-RateLimit-Global": "true",
+            "X-RateLimit-Scope": "global",
+        },
+    )
+
+
 class RateLimiter:
-    """Per-route headers; the member-role route gets one real bucket per guild when enabled."""
+    """Per-route headers; the member-role route gets one real bucket per guild when enabled,
+    and the bot token one global bucket when enabled (Discord: 50 requests per second)."""
 
     def __init__(self) -> None:
-        """No role bucket until set_role_rate_limit() is called."""
+        """No role bucket until set_role_rate_limit() is called, no global one until
+        set_global_rate_limit()."""
         self.role_limit: tuple[int, float] | None = None
         self._role_buckets: dict[int, FixedWindow] = {}
+        self._global: FixedWindow | None = None
+        #: Requests refused by the global limit (what a fleet must keep at zero).
+        self.global_429s = 0
+
+    def set_global_rate_limit(self, limit: int | None = 50, per_seconds: float = 1.0) -> None:
+        """Enable (or with `limit=None` disable) the bot token's global bucket."""
+        self._global = None if limit is None else FixedWindow(limit, per_seconds)
+
+    def check_global(self, path: str, bot_token: bool) -> web.Response | None:
+        """The global 429 for a bot-token request past the limit, else None (counted)."""
+        if self._global is None or not bot_token or path.startswith(GLOBAL_EXEMPT):
+            return None
+        allowed, _headers, retry_after = self._global.take()
+        if allowed:
+            return None
+        self.global_429s += 1
+        return globally_limited(retry_after)
 
     def set_role_rate_limit(self, limit: int | None = 10, per_seconds: float = 1.0) -> None:
         """Enable (or with `limit=None` disable) the per-guild member-role bucket."""

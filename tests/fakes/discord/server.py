@@ -274,6 +274,11 @@ class FakeDiscord(StateMixin, InteractionMixin, EntitlementMixin):
         """Member-role bucket: `limit` per `per_seconds`, one per guild (None = unlimited)."""
         self.ratelimits.set_role_rate_limit(limit, per_seconds)
 
+    def set_global_rate_limit(self, limit: int | None = 50, per_seconds: float = 1.0) -> None:
+        """The bot token's global bucket, shared by every process using it (None = off);
+        refusals are counted in `ratelimits.global_429s`."""
+        self.ratelimits.set_global_rate_limit(limit, per_seconds)
+
     # ------------------------------------------------------------- waiting
     def _notify(self) -> None:
         """Wake every wait_for() (called on each request, event and response)."""
