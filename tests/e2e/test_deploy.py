@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.stripe import FakeStripe
@@ -402,3 +403,138 @@ def run_the_image(tmp_path: Path, bot: BotProcess, config: Path, env: dict[str, 
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         subprocess.run(["docker", "volume", "rm", name], capture_output=True)
+
+
+# --- several processes: deploy/compose.scale.yaml --------------------------------------------
+
+SCALE_COMPOSE = DEPLOY / "compose.scale.yaml"
+#: deploy/.env as the header of compose.scale.yaml has the operator write it.
+SCALE_DOTENV = {"SHOPBOT_DOMAIN": "shop.example.com", "SHOPBOT_PG_PASSWORD": "0123abcd"}
+
+
+def compose_interpolate(value: str, dotenv: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:?message}` and `${VAR:-default}` from deploy/.env."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2) or "", match.group(3) or ""
+        if name in dotenv and (dotenv[name] or op != ":-"):
+            return dotenv[name]
+        assert op != ":?", f"compose would refuse to start: {arg}"
+        return arg
+
+    return re.sub(r"\$\{(\w+)(?:(:[?-])([^}]*))?\}", one, value)
+
+
+def scale_services() -> dict[str, dict[str, object]]:
+    services = yaml.safe_load(SCALE_COMPOSE.read_text())["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def service_env(service: dict[str, object]) -> dict[str, str]:
+    environment = service["environment"]
+    assert isinstance(environment, dict)  # a mapping: YAML merge keys (<<) need one
+    return {
+        key: compose_interpolate(str(value), SCALE_DOTENV) for key, value in environment.items()
+    }
+
+
+def settings_key(variable: str) -> tuple[str, str]:
+    """SHOPBOT_SECTION__KEY → (section, key), checked against the settings model: a
+    misspelt variable would otherwise be ignored by compose and the bot alike."""
+    from bot.config import Settings
+
+    assert variable.startswith("SHOPBOT_"), variable
+    section, sep, key = variable.removeprefix("SHOPBOT_").lower().partition("__")
+    assert sep and "__" not in key, f"{variable}: expected SHOPBOT_<SECTION>__<KEY>"
+    assert section in Settings.model_fields, f"{variable}: no [{section}] section"
+    model = Settings.model_fields[section].annotation
+    assert model is not None and key in model.model_fields, f"{variable}: no {section}.{key}"
+    return section, key
+
+
+def test_scale_compose_runs_each_shard_in_exactly_one_process_over_one_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every bot service of compose.scale.yaml loads (through the real settings model, from
+    its SHOPBOT_* environment) to the same PostgreSQL URL on the compose's postgres service
+    and the same shard count, and their shard ranges are disjoint and cover every shard —
+    nothing in shopbot itself refuses overlapping ranges (docs/SCALING.md), so this file
+    must be right. The bots start only after the one-shot migrate has succeeded, which
+    waits for PostgreSQL's pg_isready, and Caddy balances over exactly these bots with
+    /healthz checks."""
+    from urllib.parse import urlsplit
+
+    from bot.config import load_settings
+
+    services = scale_services()
+    bots = {name: s for name, s in services.items() if re.fullmatch(r"shopbot-\d+", name)}
+    assert sorted(bots) == [f"shopbot-{i}" for i in range(4)]
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[discord]\ntoken = "a-bot-token"\n'
+        '[stripe]\nsecret_key = "sk_test_x"\nwebhook_secret = "whsec_x"\n'
+        '[http]\npublic_url = "https://shop.example.com"\n'
+    )
+    owner: dict[int, str] = {}
+    fleet: set[tuple[str, int]] = set()
+    for name, service in bots.items():
+        env = service_env(service)
+        with monkeypatch.context() as patch:
+            for variable, value in env.items():
+                settings_key(variable)
+                patch.setenv(variable, value)
+            settings = load_settings(config)
+        shards = settings.discord.shards
+        assert settings.discord.sharded, name
+        assert not shards.everything, f"{name} runs every shard: set its shard_ids"
+        for shard in shards.ids:
+            assert shard not in owner, f"shard {shard} in both {owner.get(shard)} and {name}"
+            owner[shard] = name
+        fleet.add((settings.database.url_value, shards.count))
+        depends = service["depends_on"]
+        assert depends == {"migrate": {"condition": "service_completed_successfully"}}, name
+    ((url, count),) = fleet  # one database, one shard count for the whole fleet
+    assert sorted(owner) == list(range(count)), "some shards run in no process"
+    parts = urlsplit(url)
+    assert parts.scheme == "postgresql" and parts.hostname in services
+    assert parts.password == SCALE_DOTENV["SHOPBOT_PG_PASSWORD"]
+
+    postgres = services[str(parts.hostname)]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])  # type: ignore[index]
+    assert any(str(v).endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])  # type: ignore[attr-defined]
+    migrate = services["migrate"]
+    assert migrate["command"][1] == "migrate"  # type: ignore[index]
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert service_env(migrate)["SHOPBOT_DATABASE__URL"] == url
+
+    caddyfile = (DEPLOY / "Caddyfile.scale").read_text()
+    upstreams = re.search(r"^\s*reverse_proxy ([^{\n]+)\{", caddyfile, re.MULTILINE)
+    assert upstreams is not None
+    assert sorted(upstreams.group(1).split()) == sorted(f"{name}:8080" for name in bots)
+    assert re.search(r"^\s*health_uri /healthz$", caddyfile, re.MULTILINE)
+    caddy_mounts = services["caddy"]["volumes"]
+    assert "./Caddyfile.scale:/etc/caddy/Caddyfile:ro" in caddy_mounts  # type: ignore[operator]
+
+
+def test_scale_compose_migrate_service_migrates_postgresql_as_written(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The migrate service's command, with its environment (the URL pointed at this test's
+    PostgreSQL instead of the compose network's), exits 0 and reports the schema version."""
+    from bot.store.db import _migrations
+
+    migrate = scale_services()["migrate"]
+    command = migrate["command"]
+    assert isinstance(command, list) and command[0] == "shopbot"
+    env = {**os.environ, **service_env(migrate), "SHOPBOT_DATABASE__URL": pg_url}
+    config = tmp_path / "config.toml"
+    config.write_text('[http]\npublic_url = "https://shop.example.com"\n')  # no [database]
+    argv = [
+        str(VENV_SHOPBOT),
+        *(str(config) if a == "/config/config.toml" else a for a in command[1:]),
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    latest = _migrations("bot.store.migrations_pg")[-1][0]
+    assert result.stdout == f"database {pg_url} is at schema version {latest}\n"
