@@ -24,7 +24,15 @@ from bot.api.service import ApiService
 from bot.clock import Clock, SystemClock
 from bot.config import DISCORD_API, Settings
 from bot.discord_adapter import DiscordAdapter, GuildDirectoryAdapter
-from bot.fleet import GLOBAL_LIMIT, FleetLease, IdentifyGate, RequestWindow, global_share
+from bot.fleet import (
+    GLOBAL_LIMIT,
+    FleetLease,
+    IdentifyGate,
+    RequestWindow,
+    ShardClaims,
+    ShardTaken,
+    global_share,
+)
 from bot.lifecycle import run_expiry
 from bot.oauth import DiscordOAuth
 from bot.payments import StripeGateway
@@ -80,6 +88,10 @@ class ShopBot(commands.Bot):
         #: Once-per-fleet periodic work runs while this lease is held (bot/fleet.py); on
         #: SQLite this is the only process, so it always is.
         self.lease = FleetLease(self.store, self.clock, always=self.store.dialect == "sqlite")
+        #: PostgreSQL: this process's lease on each of its shards (one process per shard).
+        self.shard_claims: ShardClaims | None = None
+        if self.store.dialect == "postgresql":
+            self.shard_claims = ShardClaims(self.store, self.clock, self.shard_range.ids)
         self.payments = StripeGateway(
             settings.stripe.secret_key.get_secret_value(),
             settings.stripe.webhook_secret.get_secret_value(),
@@ -99,6 +111,8 @@ class ShopBot(commands.Bot):
             raise StartupError(f"database.url: {exc}") from None
         settings = self.settings
         self.adapter = DiscordAdapter(self)
+        if self.shard_claims is not None:  # before anything runs: no two processes per shard
+            await self.shard_claims.claim()
         self.vault = await load_vault(self.store, settings.http.session_secret.get_secret_value())
         services = build_services(
             settings,
@@ -135,6 +149,11 @@ class ShopBot(commands.Bot):
             "reconcile": self._reconcile_periodically,
             "fleet-lease": self.lease.run,
         }
+        if self.shard_claims is not None:
+            claims = self.shard_claims
+            loops["shard-leases"] = functools.partial(
+                claims.run, lambda: asyncio.ensure_future(self.close())
+            )
         if self.store.dialect == "postgresql":  # jobs other processes queue for our guilds
             loops["job-wakeups"] = functools.partial(self.store.listen_for_jobs, self.worker.wake)
         once_per_fleet = {
@@ -159,6 +178,7 @@ class ShopBot(commands.Bot):
             ("deliveries in flight", self._finish_deliveries),
             ("background loops", self.background.close),
             ("fleet lease", self.lease.release),
+            ("shard leases", self._release_shards),
             ("cogs", self._unload_cogs),
             ("discord", functools.partial(commands.Bot.close, self)),
             ("web server", self._stop_web),
@@ -175,6 +195,10 @@ class ShopBot(commands.Bot):
     async def _finish_deliveries(self) -> None:
         if hasattr(self, "worker"):  # setup_hook ran: let deliveries in flight finish first
             await self.worker.finish_in_flight()
+
+    async def _release_shards(self) -> None:
+        if self.shard_claims is not None:
+            await self.shard_claims.release()
 
     async def _unload_cogs(self) -> None:
         for extension in list(self.extensions):
@@ -497,6 +521,8 @@ async def run_bot(settings: Settings) -> None:
         raise StartupError(
             "enable the Server Members intent for the bot in the Developer Portal"
         ) from None
+    except ShardTaken as exc:
+        raise StartupError(str(exc)) from None
     except discord.ConnectionClosed as exc:
         if exc.code == INVALID_SHARD:
             raise StartupError(

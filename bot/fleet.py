@@ -250,3 +250,91 @@ class RequestWindow:
         while delay:
             await asyncio.sleep(delay)
             delay = self.wait_for()
+
+
+class ShardTaken(Exception):
+    """Another live process runs one of this process's shards (the ranges overlap)."""
+
+
+class ShardClaims:
+    """One process per shard, fleet-wide: a lease per shard (`shard:N` in `fleet_leases`).
+
+    A guild's jobs, its role bucket and its reconciliation have a single owner only if no
+    two processes run the same shard, so a process starts only once it holds a lease on
+    each of its shards. A lease left by a process that died runs out within `ttl`, so a
+    restarted process waits at most that long; a lease that is still being renewed
+    (another live process has the shard) stops this one with the holder's name.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        shard_ids: tuple[int, ...],
+        *,
+        holder: str | None = None,
+        ttl: timedelta = timedelta(seconds=30),
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.names = [f"shard:{shard}" for shard in shard_ids]
+        self.holder = holder or holder_name()
+        self.ttl = ttl
+        self.renew_every = ttl.total_seconds() / 3
+        self.sleep = sleep
+
+    async def hold(self) -> tuple[str, str] | None:
+        """Take or renew every shard's lease, all or none, in one transaction; None when
+        held, else (shard lease, its holder) of one another live process holds."""
+        try:
+            async with self.store.transaction() as tx:
+                for name in self.names:
+                    if await tx.fleet.hold_lease(name, self.holder, self.ttl) is None:
+                        current = await tx.fleet.lease(name)
+                        raise ShardTaken(name, current[0] if current else "?")
+        except ShardTaken as taken:
+            return taken.args[0], taken.args[1]
+        return None
+
+    async def claim(self) -> None:
+        """At startup: wait until this process holds all its shards (a dead process's
+        leases run out within `ttl`); ShardTaken if another process keeps renewing one."""
+        waited = 0.0
+        told = False
+        while (conflict := await self.hold()) is not None:
+            name, holder = conflict
+            if waited > self.ttl.total_seconds() + self.renew_every:
+                raise ShardTaken(
+                    f"{name.replace(':', ' ')} is run by another process ({holder}); each "
+                    "shard must be in one process's discord.shard_ids only"
+                )
+            if not told:
+                told = True
+                log.warning(
+                    "%s is held by %s; waiting up to %.0f s for its lease to run out (a "
+                    "process that just stopped) before giving up (one that still runs it)",
+                    name.replace(":", " "), holder, self.ttl.total_seconds() + self.renew_every,
+                )  # fmt: skip
+            await self.sleep(1.0)
+            waited += 1.0
+        log.info("this process (%s) holds shards %s", self.holder, ",".join(self.names))
+
+    async def run(self, on_lost: Callable[[], object]) -> None:
+        """Forever: renew the leases (a supervised loop). Losing one (this process stalled
+        past `ttl` and another took the shard over) calls `on_lost` (the bot stops)."""
+        while True:
+            await self.sleep(self.renew_every)
+            if (conflict := await self.hold()) is not None:
+                log.error(
+                    "%s was taken over by %s while this process stalled; stopping so that "
+                    "one process runs it", conflict[0].replace(":", " "), conflict[1],
+                )  # fmt: skip
+                on_lost()
+                return
+
+    async def release(self) -> None:
+        """At shutdown: the shards are free for the next process at once."""
+        async with self.store.transaction() as tx:
+            for name in self.names:
+                await tx.fleet.release_lease(name, self.holder)

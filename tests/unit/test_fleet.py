@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from bot.clock import FrozenClock, iso
 from bot.fleet import (
     GLOBAL_LIMIT,
@@ -15,6 +17,8 @@ from bot.fleet import (
     FleetLease,
     IdentifyGate,
     RequestWindow,
+    ShardClaims,
+    ShardTaken,
     global_share,
 )
 from tests.unit.world import World
@@ -182,3 +186,34 @@ async def test_request_window_spaces_a_burst_over_windows() -> None:
     assert sum(at < 0.5 for at in sent) == 20
     assert min(at for at in sent if at >= 0.5) >= RequestWindow.WINDOW - 0.01
     assert window.waited == 10
+
+
+async def test_two_processes_never_run_the_same_shard(world: World) -> None:
+    """One process per shard fleet-wide: a process whose range overlaps a live one's waits
+    out the lease and then refuses to start, naming the holder; all or none of its shards
+    are taken; a clean stop frees them at once, and a dead process's run out."""
+    sleeps = Sleeps(world.clock)
+    a = ShardClaims(world.store, world.clock, (0, 1), holder="a", sleep=sleeps)
+    b = ShardClaims(world.store, world.clock, (1, 2), holder="b", sleep=sleeps)
+    await a.claim()
+    assert await b.hold() == ("shard:1", "a")
+    async with world.store.reading() as tx:
+        assert await tx.fleet.lease("shard:2") is None  # all or none: b took nothing
+
+    async def a_renews_meanwhile() -> None:
+        while True:
+            await asyncio.sleep(0)
+            await a.hold()
+
+    renewing = asyncio.create_task(a_renews_meanwhile())
+    try:
+        with pytest.raises(ShardTaken, match=r"shard 1 is run by another process \(a\)"):
+            await b.claim()
+    finally:
+        renewing.cancel()
+    await a.release()
+    await b.claim()  # freed at a clean stop: at once
+    c = ShardClaims(world.store, world.clock, (2,), holder="c", sleep=sleeps)
+    await c.claim()  # b died (no renewals): its lease runs out, c waits and takes shard 2
+    async with world.store.reading() as tx:
+        assert (await tx.fleet.lease("shard:2"))[0] == "c"  # type: ignore[index]
