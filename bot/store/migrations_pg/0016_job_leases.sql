@@ -6,10 +6,3 @@ ALTER TABLE delivery_jobs ADD COLUMN lease_until TEXT COLLATE "C";
 ALTER TABLE delivery_jobs ADD COLUMN fencing BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX delivery_jobs_lease ON delivery_jobs (status, lease_until);
 
--- What a process learned of Discord's rate limits (a 429's retry_after on a guild's role
--- route, the global limit), so the process taking a guild over waits it out as well.
-CREATE TABLE rate_limits (
-    bucket TEXT COLLATE "C" PRIMARY KEY,
-    until TEXT COLLATE "C" NOT NULL,
-    updated_at TEXT COLLATE "C" NOT NULL
-);
