@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.clock import Clock
 from bot.store.api import ApiRepo
+from bot.store.base import ReadCache
 from bot.store.claims import ClaimAttemptRepo
 from bot.store.conn import Conn, Duplicate
 from bot.store.customers import CustomerRepo
@@ -44,8 +45,10 @@ class Tx:
         self.now = clock.now()
         #: This install's id (SPEC §3): carried by every Stripe reference, metadata and key.
         self.install_id = install_id
+        #: Reads kept for the rest of this transaction (Repo.caches_reads).
+        self.cache: ReadCache = {}
         self.customers = CustomerRepo(conn, self.now)
-        self.products = ProductRepo(conn, self.now)
+        self.products = ProductRepo(conn, self.now, self.cache)
         self.orders = OrderRepo(conn, self.now)
         self.entitlements = EntitlementRepo(conn, self.now)
         self.jobs = JobRepo(conn, self.now)
@@ -58,12 +61,12 @@ class Tx:
         self.invoices = InvoiceRepo(conn, self.now)
         self.panels = PanelRepo(conn, self.now)
         self.join_tokens = JoinTokenRepo(conn, self.now)
-        self.notices = NoticeRepo(conn, self.now)
+        self.notices = NoticeRepo(conn, self.now, self.cache)
         self.api = ApiRepo(conn, self.now)
         self.skus = SkuRepo(conn, self.now)
         self.licenses = LicenseRepo(conn, self.now)
-        self.webhooks = WebhookRepo(conn, self.now)
-        self.locales = LocaleRepo(conn, self.now)
+        self.webhooks = WebhookRepo(conn, self.now, self.cache)
+        self.locales = LocaleRepo(conn, self.now, self.cache)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -73,6 +76,7 @@ class Tx:
         try:
             yield
         except Exception:
+            self.cache.clear()  # reads kept inside the savepoint may have seen its writes
             await self.conn.execute("ROLLBACK TO SAVEPOINT unit")
             await self.conn.execute("RELEASE SAVEPOINT unit")
             raise

@@ -44,6 +44,15 @@ class EventRepo(Repo):
         row = await self._one("SELECT * FROM webhook_events WHERE id=?", (event_id,))
         return None if row is None else WebhookEvent.from_row(row)
 
+    async def states(self, event_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """(status, attempts) of each of these events that is stored, in one statement."""
+        rows = await self._all(
+            "SELECT id, status, attempts FROM webhook_events"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(event_ids),),
+        )
+        return {str(row[0]): (str(row[1]), int(row[2])) for row in rows}
+
     async def unprocessed(self, limit: int = 100) -> list[WebhookEvent]:
         """Events received and due (not waiting out a retry backoff), oldest first."""
         rows = await self._all(
