@@ -61,11 +61,16 @@ def commits(world: World, statements: list[str]) -> int:
 
 
 async def run_inbox_until(world: World, processed: int) -> None:
-    """Run `Inbox.run` until it has handled `processed` events (bounded), then stop it."""
+    """Run `Inbox.run` until it has handled `processed` events and committed them (a read
+    waits for the batch's transaction), bounded; then stop it."""
     runner = asyncio.create_task(world.inbox.run())
 
     async def handled() -> None:
-        while world.inbox.processed < processed:
+        while True:
+            async with world.store.reading() as tx:
+                waiting = await tx.events.unprocessed(limit=1)
+            if world.inbox.processed >= processed and not waiting:
+                return
             await asyncio.sleep(0.01)
 
     try:
