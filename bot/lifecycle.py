@@ -72,12 +72,12 @@ class Lifecycle:
         """`settle` of an order just read in this transaction."""
         if order.status not in SETTLED_ORDERS:
             return  # not paid (yet): facts wait for checkout.session.completed
-        reversed_ = False
+        any_reversal = False
         for payment_intent in await payments_of(tx, order):
             for reversal in await tx.subscriptions.reversals(payment_intent):
                 await self.reversals.apply(tx, order, reversal)
-                reversed_ = True
-        if reversed_:
+                any_reversal = True
+        if any_reversal:
             order = await tx.orders.get(order.id) or order
         if order.stripe_subscription_id is None:
             return

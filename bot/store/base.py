@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -35,7 +36,7 @@ class Repo:
     def __init__(self, conn: Conn, now: datetime, cache: ReadCache | None = None) -> None:
         self.conn = conn
         self.now = now
-        self.now_iso = iso(now)
+        self.now_iso = _now_iso(now)
         self._cache: ReadCache = {} if cache is None else cache
 
     async def _cached(self, key: tuple[Any, ...], load: Callable[[], Awaitable[T]]) -> T:
@@ -75,6 +76,12 @@ class Repo:
         Raises Duplicate."""
         self._wrote()
         return await self.conn.execute(sql, params)
+
+
+@functools.lru_cache(maxsize=16)
+def _now_iso(now: datetime) -> str:
+    """`iso(now)`, once per transaction rather than once per repository (a Tx has 20)."""
+    return iso(now)
 
 
 def opt_iso(moment: datetime | None) -> str | None:
