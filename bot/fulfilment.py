@@ -8,7 +8,9 @@ duplicate or late confirmation changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from bot.i18n import _
 from bot.lifecycle import Lifecycle
@@ -29,9 +31,18 @@ class Fulfilment:
         self.planner = planner
 
     async def order_paid(
-        self, tx: Tx, order: Order, event_id: str, *, source: str | None = None
+        self,
+        tx: Tx,
+        order: Order,
+        event_id: str,
+        *,
+        source: str | None = None,
+        also: Mapping[str, Any] | None = None,
     ) -> bool:
         """pending/expired/failed → paid, with claim code, entitlement and jobs; once only.
+
+        `also`: more order fields to record (the Stripe ids a checkout event names), set
+        whether or not the order changes state (with the state change: one statement).
 
         A pending order's stock reservation becomes the sale. An expired or failed one had
         given its reservation back, so stock is taken again; when none is left the payment
@@ -46,11 +57,14 @@ class Fulfilment:
                     status=OrderStatus.PAID,
                     paid_at=tx.now,
                     claim_code=new_claim_code(),
+                    **(also or {}),
                 )
                 break
             except Duplicate:  # claim code collision: draw another
                 continue
         if not changed:
+            if also:
+                await tx.orders.update(order.id, **also)
             log.info("order %s already fulfilled; event %s changes nothing", order.id, event_id)
             return False
         if order.status in (OrderStatus.EXPIRED, OrderStatus.FAILED):
@@ -68,9 +82,9 @@ class Fulfilment:
             currency=order.currency,
         )
         await self._log_sale(tx, order, source or "Stripe Checkout")
-        paid = await tx.orders.get(order.id)
+        # What webhooks show of an order (order_data) is what this update did not change.
         await self.planner.webhook(
-            tx, "order.paid", f"order:{order.id}:paid", order_data(paid or order, "paid")
+            tx, "order.paid", f"order:{order.id}:paid", order_data(order, "paid")
         )
         if order.recipient_id is not None:
             await self.grant(tx, order, order.recipient_id)
@@ -118,6 +132,8 @@ class Fulfilment:
 
     async def _log_sale(self, tx: Tx, order: Order, source: str) -> None:
         """The admin log: the sale, and the product's stock running out with it."""
+        if await tx.notices.log_channel(order.guild_id) is None:
+            return  # no log channel: nothing is logged (Planner.log), nothing to render
         product = await tx.products.get(order.product_id)
         assert product is not None
         await self.planner.log(

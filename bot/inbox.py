@@ -17,9 +17,12 @@ from bot.tasks import wait_event
 
 log = logging.getLogger(__name__)
 
-# Events applied per transaction: one fsync for several events, yet short enough that the
-# webhook writer (which answers Stripe) never waits long for the database.
-PROCESS_BATCH = 10
+# Most events applied per transaction: every event waiting, up to this many, goes in one
+# (one fsync, one read of their states, one read of the shop's configuration: kept per
+# transaction, bot/store/base.py), so a backlog costs far fewer commits than events. The
+# webhook writer (which answers Stripe) still waits for at most one event: a batch commits
+# early when an acknowledgement is waiting for the database.
+PROCESS_BATCH = 100
 
 # On PostgreSQL another process may have stored an event and died before applying it: look
 # for such orphans this often (an event is applied once whoever applies it, bot/store/pg.py).
@@ -144,7 +147,10 @@ class Inbox:
 
         An event and its effects (order paid, entitlement, jobs, `processed` mark) commit
         together; an event that fails is rolled back to its savepoint and marked failed
-        without undoing the others. One commit (one fsync) for the whole batch. What an
+        without undoing the others. One commit (one fsync) for the whole batch, and one
+        read of the events' states. The statements run on the loop's thread (see
+        bot/store/conn.py InlineSqliteConn), so the loop is given a turn between events: a
+        webhook that arrives meanwhile is read, verified and makes the batch commit. What an
         event needs to ask Stripe first (bot/invoice_payments.py) is asked before the
         transaction; when Stripe cannot answer, the event waits out a backoff like any
         transient failure, and the others go on.
@@ -157,24 +163,34 @@ class Inbox:
             )
         ]
         applied: list[tuple[Any, int]] = []
-        async with self.store.transaction() as tx:
-            for index, (event_id, event, lookup_error) in enumerate(looked_up):
-                if index and self.store.urgent_waiting():
-                    break  # webhooks wait to be stored: commit; the rest go in the next batch
-                current = await tx.events.get(event_id)
-                if current is None or current.status != "received":
-                    continue
-                try:
-                    if lookup_error is not None:
-                        raise lookup_error
-                    async with tx.savepoint():
-                        status, order_id = await self.dispatcher.apply(tx, event)
-                        await tx.events.mark(event_id, status, order_id=order_id)
-                    if status == "processed" and order_id is not None:
-                        applied.append((event.get("type"), order_id))
-                except Exception as exc:
-                    await self._mark_failed(tx, event_id, event, exc, current.attempts)
-                self.processed += 1
+        done = 0
+        try:
+            async with self.store.transaction() as tx:
+                states = await tx.events.states([event_id for event_id, _, _ in looked_up])
+                for event_id, event, lookup_error in looked_up:
+                    if done:
+                        await asyncio.sleep(0)  # the loop's turn (see above)
+                        if self.store.urgent_waiting():
+                            break  # webhooks wait to be stored: commit; the rest come next
+                    done += 1
+                    status, attempts = states.get(event_id, ("", 0))
+                    if status != "received":
+                        continue
+                    try:
+                        if lookup_error is not None:
+                            raise lookup_error
+                        async with tx.savepoint():
+                            status, order_id = await self.dispatcher.apply(tx, event)
+                            await tx.events.mark(event_id, status, order_id=order_id)
+                        if status == "processed" and order_id is not None:
+                            applied.append((event.get("type"), order_id))
+                    except Exception as exc:
+                        await self._mark_failed(tx, event_id, event, exc, attempts)
+                    self.processed += 1
+        finally:
+            for event_id, event, _ in looked_up[done:]:  # not reached: parsed again only
+                if len(self._parsed) < PARSED_KEPT:  # if the cache is full
+                    self._parsed[event_id] = event
         for kind, order_id in applied:  # committed: one line per business event
             log.info("stripe %s applied to order #%s", kind, order_id)
         self._on_jobs_queued()

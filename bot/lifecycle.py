@@ -61,22 +61,28 @@ class Lifecycle:
         """Apply every fact that arrived before the order was paid (or claimed)."""
         order = await tx.orders.get(order_id)
         if order is not None:
-            await self.settle(tx, order)
+            await self._settle(tx, order, None)
 
     async def settle(self, tx: Tx, order: Order, *, event_id: str | None = None) -> None:
         """Bring the order and its entitlement in line with every known fact (idempotent);
         `event_id` is the Stripe event being applied, named in the audit of what it ends."""
-        order = await tx.orders.get(order.id) or order
+        await self._settle(tx, await tx.orders.get(order.id) or order, event_id)
+
+    async def _settle(self, tx: Tx, order: Order, event_id: str | None) -> None:
+        """`settle` of an order just read in this transaction."""
         if order.status not in SETTLED_ORDERS:
             return  # not paid (yet): facts wait for checkout.session.completed
-        payments = await payments_of(tx, order)
-        for payment_intent in payments:
+        any_reversal = False
+        for payment_intent in await payments_of(tx, order):
             for reversal in await tx.subscriptions.reversals(payment_intent):
                 await self.reversals.apply(tx, order, reversal)
-        if payments:
+                any_reversal = True
+        if any_reversal:
             order = await tx.orders.get(order.id) or order
+        if order.stripe_subscription_id is None:
+            return
         entitlement = await tx.entitlements.by_order(order.id)
-        if entitlement is None or order.stripe_subscription_id is None:
+        if entitlement is None:
             return
         sub = await tx.subscriptions.get(order.stripe_subscription_id)
         if sub is None:

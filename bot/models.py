@@ -114,9 +114,24 @@ _BOOL_FIELDS = {
 }
 
 
+_PLAIN, _TIME, _FLAG, _JSON = range(4)
+
+
 @functools.cache
-def _fields_of(cls: type) -> tuple[dataclasses.Field[Any], ...]:
-    return fields(cls)
+def _plan(cls: type) -> tuple[tuple[str, int], ...]:
+    """(field name, conversion) of each field of the dataclass, worked out once per class."""
+    plan = []
+    for field in fields(cls):
+        if field.name in _DATETIME_FIELDS:
+            kind = _TIME
+        elif field.name in _BOOL_FIELDS:
+            kind = _FLAG
+        elif str(field.type).startswith("dict"):  # JSON text columns
+            kind = _JSON
+        else:
+            kind = _PLAIN
+        plan.append((field.name, kind))
+    return tuple(plan)
 
 
 class Record:
@@ -124,19 +139,22 @@ class Record:
 
     @classmethod
     def from_row(cls, row: Any) -> Self:
+        columns: dict[str, Any] = {}
+        for key, value in zip(row.keys(), tuple(row), strict=True):
+            columns.setdefault(key, value)  # a repeated name: the first, as row[name] gives
         values: dict[str, Any] = {}
-        keys = row.keys()
-        for field in _fields_of(cls):  # type: ignore[arg-type]  # a class is hashable
-            if field.name not in keys:
+        for name, kind in _plan(cls):  # type: ignore[arg-type]  # a class is hashable
+            if name not in columns:
                 continue
-            value = row[field.name]
-            if value is not None and field.name in _DATETIME_FIELDS:
-                value = parse_iso(value)
-            elif field.name in _BOOL_FIELDS:
+            value = columns[name]
+            if kind == _TIME:
+                if value is not None:
+                    value = parse_iso(value)
+            elif kind == _FLAG:
                 value = bool(value)
-            elif str(field.type).startswith("dict"):  # JSON text columns
+            elif kind == _JSON:
                 value = json.loads(value or "{}")
-            values[field.name] = value
+            values[name] = value
         return cls(**values)
 
     def replace(self, **changes: Any) -> Self:

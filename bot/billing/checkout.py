@@ -26,10 +26,11 @@ class CheckoutEvents:
 
     async def completed(self, tx: Tx, event: dict[str, Any], session: dict[str, Any]) -> int:
         order = await self._order_for_session(tx, session)
-        await self._remember_ids(tx, order, session)
         if session.get("payment_status") in PAID_STATES:
-            await self.fulfilment.order_paid(tx, order, event["id"])
+            ids = self._ids(session)  # recorded with the payment: one UPDATE
+            await self.fulfilment.order_paid(tx, order, event["id"], also=ids)
         else:  # a delayed payment method: async_payment_succeeded/failed follows
+            await self._remember_ids(tx, order, session)
             await tx.audit.add(
                 "order.awaiting_payment",
                 guild_id=order.guild_id,
@@ -43,8 +44,7 @@ class CheckoutEvents:
         self, tx: Tx, event: dict[str, Any], session: dict[str, Any]
     ) -> int:
         order = await self._order_for_session(tx, session)
-        await self._remember_ids(tx, order, session)
-        await self.fulfilment.order_paid(tx, order, event["id"])
+        await self.fulfilment.order_paid(tx, order, event["id"], also=self._ids(session))
         return order.id
 
     async def async_payment_failed(
@@ -89,12 +89,17 @@ class CheckoutEvents:
             raise EventRejected(f"session {session_id} does not match order {order.id}'s session")
         return order
 
-    async def _remember_ids(self, tx: Tx, order: Order, session: dict[str, Any]) -> None:
+    @staticmethod
+    def _ids(session: dict[str, Any]) -> dict[str, Any]:
+        """The Stripe ids the session names (payment intent, subscription, customer)."""
         ids: dict[str, Any] = {
             "stripe_payment_intent_id": stripe_id(session.get("payment_intent")),
             "stripe_subscription_id": stripe_id(session.get("subscription")),
             "stripe_customer_id": stripe_id(session.get("customer")),
         }
-        changes = {key: value for key, value in ids.items() if value}
+        return {key: value for key, value in ids.items() if value}
+
+    async def _remember_ids(self, tx: Tx, order: Order, session: dict[str, Any]) -> None:
+        changes = self._ids(session)
         if changes:
             await tx.orders.update(order.id, **changes)

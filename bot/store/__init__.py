@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.clock import Clock, iso
+from bot.clock import Clock
 from bot.store.api import ApiRepo
+from bot.store.base import ReadCache
 from bot.store.claims import ClaimAttemptRepo
 from bot.store.conn import Conn, Duplicate
 from bot.store.customers import CustomerRepo
@@ -45,28 +46,29 @@ class Tx:
         self.now = clock.now()
         #: This install's id (SPEC §3): carried by every Stripe reference, metadata and key.
         self.install_id = install_id
-        at = iso(self.now)  # formatted once, not once per repository
-        self.customers = CustomerRepo(conn, self.now, at)
-        self.products = ProductRepo(conn, self.now, at)
-        self.orders = OrderRepo(conn, self.now, at)
-        self.entitlements = EntitlementRepo(conn, self.now, at)
-        self.jobs = JobRepo(conn, self.now, at)
-        self.events = EventRepo(conn, self.now, at)
-        self.stats = StatsRepo(conn, self.now, at)
-        self.roles = RoleRepo(conn, self.now, at)
-        self.audit = AuditRepo(conn, self.now, at)
-        self.subscriptions = SubscriptionRepo(conn, self.now, at)
-        self.claims = ClaimAttemptRepo(conn, self.now, at)
-        self.invoices = InvoiceRepo(conn, self.now, at)
-        self.panels = PanelRepo(conn, self.now, at)
-        self.join_tokens = JoinTokenRepo(conn, self.now, at)
-        self.notices = NoticeRepo(conn, self.now, at)
-        self.api = ApiRepo(conn, self.now, at)
-        self.skus = SkuRepo(conn, self.now, at)
-        self.licenses = LicenseRepo(conn, self.now, at)
-        self.webhooks = WebhookRepo(conn, self.now, at)
-        self.locales = LocaleRepo(conn, self.now, at)
-        self.fleet = FleetRepo(conn, self.now, at)
+        #: Reads kept for the rest of this transaction (Repo.caches_reads).
+        self.cache: ReadCache = {}
+        self.customers = CustomerRepo(conn, self.now)
+        self.products = ProductRepo(conn, self.now, self.cache)
+        self.orders = OrderRepo(conn, self.now)
+        self.entitlements = EntitlementRepo(conn, self.now)
+        self.jobs = JobRepo(conn, self.now)
+        self.events = EventRepo(conn, self.now)
+        self.stats = StatsRepo(conn, self.now)
+        self.roles = RoleRepo(conn, self.now)
+        self.audit = AuditRepo(conn, self.now)
+        self.subscriptions = SubscriptionRepo(conn, self.now)
+        self.claims = ClaimAttemptRepo(conn, self.now)
+        self.invoices = InvoiceRepo(conn, self.now)
+        self.panels = PanelRepo(conn, self.now)
+        self.join_tokens = JoinTokenRepo(conn, self.now)
+        self.notices = NoticeRepo(conn, self.now, self.cache)
+        self.api = ApiRepo(conn, self.now)
+        self.skus = SkuRepo(conn, self.now)
+        self.licenses = LicenseRepo(conn, self.now)
+        self.webhooks = WebhookRepo(conn, self.now, self.cache)
+        self.locales = LocaleRepo(conn, self.now, self.cache)
+        self.fleet = FleetRepo(conn, self.now)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -76,6 +78,7 @@ class Tx:
         try:
             yield
         except Exception:
+            self.cache.clear()  # reads kept inside the savepoint may have seen its writes
             await self.conn.execute("ROLLBACK TO SAVEPOINT unit")
             await self.conn.execute("RELEASE SAVEPOINT unit")
             raise

@@ -17,7 +17,7 @@ from typing import IO
 
 import aiosqlite
 
-from bot.store.conn import Conn, PeekConn, SqliteConn
+from bot.store.conn import Conn, InlineSqliteConn, PeekConn, SqliteConn
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
+        self._raw: sqlite3.Connection | None = None  # the one sqlite3 connection behind it
         self._seam: SqliteConn | None = None
+        self._inline: InlineSqliteConn | None = None
         self._process_lock: IO[str] | None = None
         self._lock = PriorityLock()
         self._reader: sqlite3.Connection | None = None
@@ -120,7 +122,17 @@ class Database:
         """Open the file (creating its folder), set pragmas and migrate."""
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        opened: list[sqlite3.Connection] = []
+
+        def connect() -> sqlite3.Connection:  # on aiosqlite's thread
+            # check_same_thread=False: write transactions run their statements on the event
+            # loop's thread (InlineSqliteConn), never while aiosqlite's thread runs one.
+            raw = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            opened.append(raw)
+            return raw
+
+        self._conn = await aiosqlite.Connection(connect, 64)
+        self._raw = opened[0]
         self._conn.row_factory = aiosqlite.Row
         for pragma in (
             "PRAGMA journal_mode=WAL",
@@ -184,7 +196,9 @@ class Database:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+            self._raw = None
             self._seam = None
+            self._inline = None
         if self._process_lock is not None:
             self._process_lock.close()  # closing the file drops the flock
             self._process_lock = None
@@ -201,6 +215,15 @@ class Database:
         if self._seam is None or self._seam.raw is not self.conn:
             self._seam = SqliteConn(self.conn)
         return self._seam
+
+    @property
+    def inline(self) -> InlineSqliteConn:
+        """The connection as write transactions use it: statements on the loop's thread."""
+        if self._raw is None:
+            raise RuntimeError("database is not open")
+        if self._inline is None or self._inline.raw is not self._raw:
+            self._inline = InlineSqliteConn(self._raw)
+        return self._inline
 
     async def migrate(self) -> int:
         """Apply pending migrations in one transaction; return the new version."""
@@ -236,8 +259,12 @@ class Database:
         return self._lock.urgent_waiting()
 
     @asynccontextmanager
-    async def transaction(self, urgent: bool = False) -> AsyncIterator[SqliteConn]:
+    async def transaction(self, urgent: bool = False) -> AsyncIterator[InlineSqliteConn]:
         """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception, cancellation included).
+
+        BEGIN (which may wait for another process), COMMIT (the fsync) and ROLLBACK run on
+        aiosqlite's thread; the statements between them run inline on the loop's thread
+        (InlineSqliteConn: no thread switch per statement, issue 15).
 
         `urgent` goes before every waiting ordinary transaction (see PriorityLock).
         Another process holding the write lock past `busy_timeout` (a backup, the sqlite3
@@ -247,7 +274,7 @@ class Database:
         async with self._lock.hold(urgent):
             try:
                 await self._begin_immediate()
-                yield self.seam
+                yield self.inline
             except BaseException:
                 await self._rollback()
                 raise

@@ -44,6 +44,22 @@ class EventRepo(Repo):
         row = await self._one("SELECT * FROM webhook_events WHERE id=?", (event_id,))
         return None if row is None else WebhookEvent.from_row(row)
 
+    async def states(self, event_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """(status, attempts) of each of these events that is stored, one statement per 500.
+
+        The ids are bound one by one (not as a JSON list): an id is whatever text Stripe's
+        envelope carried, and must compare exactly as `get` compares it."""
+        found: dict[str, tuple[str, int]] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._all(
+                f"SELECT id, status, attempts FROM webhook_events WHERE id IN ({marks})",  # noqa: S608 - placeholders only
+                tuple(chunk),
+            )
+            found.update({row[0]: (str(row[1]), int(row[2])) for row in rows})
+        return found
+
     async def unprocessed(self, limit: int = 100) -> list[WebhookEvent]:
         """Events received and due (not waiting out a retry backoff), oldest first."""
         rows = await self._all(

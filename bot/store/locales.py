@@ -8,8 +8,13 @@ from bot.store.base import Repo
 class LocaleRepo(Repo):
     """What an admin chose with `/shop settings locale`, and the guild's preferred locale."""
 
+    caches_reads = True  # `of`: every DM and log line of an inbox batch renders in it
+
     async def of(self, guild_id: int) -> str | None:
         """The chosen locale, else the guild's preferred one (None: neither is known)."""
+        return await self._cached(("locale", guild_id), lambda: self._of(guild_id))
+
+    async def _of(self, guild_id: int) -> str | None:
         row = await self._one(
             "SELECT chosen, preferred FROM guild_locales WHERE guild_id=?", (guild_id,)
         )
@@ -23,7 +28,7 @@ class LocaleRepo(Repo):
 
     async def choose(self, guild_id: int, locale: str | None, actor_id: int) -> None:
         """Set (or with None, clear) the admin's choice; the preferred locale is kept."""
-        await self.conn.execute(
+        await self._changed(
             "INSERT INTO guild_locales (guild_id, chosen, set_by, updated_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (guild_id) DO UPDATE SET chosen=excluded.chosen,"
             " set_by=excluded.set_by, updated_at=excluded.updated_at",

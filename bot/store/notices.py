@@ -25,8 +25,13 @@ class LogNotice:
 class NoticeRepo(Repo):
     """`log_channels` and `log_notices` (migration 0011)."""
 
+    caches_reads = True  # `log_channel`: asked for every sale of an inbox batch
+
     async def log_channel(self, guild_id: int) -> int | None:
         """The guild's admin log channel, or None when it is off."""
+        return await self._cached(("log_channel", guild_id), lambda: self._log_channel(guild_id))
+
+    async def _log_channel(self, guild_id: int) -> int | None:
         row = await self._one("SELECT channel_id FROM log_channels WHERE guild_id=?", (guild_id,))
         return None if row is None else int(row[0])
 

@@ -196,10 +196,12 @@ class EntitlementRepo(Repo):
         order_id: int | None,
         ends_at: datetime | None,
     ) -> Entitlement:
-        new_id = await self._insert(
+        # RETURNING: the new row in the same statement (SQLite ≥ 3.35 and PostgreSQL);
+        # entitlements have no unique index, so there is no conflict to map to Duplicate.
+        row = await self._one(
             "INSERT INTO entitlements (guild_id, user_id, product_id, order_id, status,"
             " starts_at, ends_at, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, 'active', ?, ?, ?, ?) RETURNING *",
             (
                 guild_id,
                 user_id,
@@ -211,9 +213,8 @@ class EntitlementRepo(Repo):
                 self.now_iso,
             ),
         )
-        entitlement = await self.get(new_id)
-        assert entitlement is not None
-        return entitlement
+        assert row is not None, "an INSERT … RETURNING answers its row"
+        return Entitlement.from_row(row)
 
     async def get(self, entitlement_id: int) -> Entitlement | None:
         row = await self._one("SELECT * FROM entitlements WHERE id=?", (entitlement_id,))

@@ -41,6 +41,8 @@ def _only(fields: set[str], values: dict[str, Any], what: str) -> None:
 class ProductRepo(Repo):
     """Catalog per guild. Names are unique (case-insensitively) among live products."""
 
+    caches_reads = True  # `get` and `actions`: every event of a batch asks for them
+
     async def add(self, **values: Any) -> Product:
         """Insert a product; raises Duplicate on a duplicate live name."""
         _only(_PRODUCT_FIELDS, values, "product")
@@ -57,6 +59,9 @@ class ProductRepo(Repo):
         return product
 
     async def get(self, product_id: int) -> Product | None:
+        return await self._cached(("product", product_id), lambda: self._get(product_id))
+
+    async def _get(self, product_id: int) -> Product | None:
         row = await self._one("SELECT * FROM products WHERE id=?", (product_id,))
         return None if row is None else Product.from_row(row)
 
@@ -163,12 +168,16 @@ class ProductRepo(Repo):
 
     async def actions(self, product_id: int, stage: str | None = None) -> builtins.list[Action]:
         """Live actions of a product (optionally of one stage), oldest first."""
+        key = ("actions", product_id, stage)
+        return list(await self._cached(key, lambda: self._actions(product_id, stage)))
+
+    async def _actions(self, product_id: int, stage: str | None) -> tuple[Action, ...]:
         sql = "SELECT * FROM actions WHERE product_id=? AND removed=0"
         params: tuple[Any, ...] = (product_id,)
         if stage is not None:
             sql += " AND stage=?"
             params += (stage,)
-        return [Action.from_row(row) for row in await self._all(sql + " ORDER BY id", params)]
+        return tuple(Action.from_row(row) for row in await self._all(sql + " ORDER BY id", params))
 
     async def role_actions_of_guild(self, guild_id: int) -> builtins.list[Action]:
         """Every live grant_role action of the guild's live products."""

@@ -52,6 +52,8 @@ def _endpoint(row: object) -> Endpoint:
 class WebhookRepo(Repo):
     """Endpoints (a deleted one is kept for its log, never listed or sent to again)."""
 
+    caches_reads = True  # `all`: every fact of an inbox batch asks who subscribed
+
     async def create(self, url: str, events: tuple[str, ...], secret: str) -> Endpoint:
         new_id = await self._insert(
             "INSERT INTO webhook_endpoints (url, events, secret, enabled, created_at)"
@@ -71,10 +73,13 @@ class WebhookRepo(Repo):
         return None if row is None else _endpoint(row)
 
     async def all(self) -> list[Endpoint]:
+        return list(await self._cached(("webhook_endpoints",), self._all_endpoints))
+
+    async def _all_endpoints(self) -> tuple[Endpoint, ...]:
         rows = await self._all(
             f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE deleted=0 ORDER BY id"  # noqa: S608
         )
-        return [_endpoint(row) for row in rows]
+        return tuple(_endpoint(row) for row in rows)
 
     async def subscribed(self, event_type: str) -> list[Endpoint]:
         """Enabled endpoints that asked for `event_type`."""
@@ -106,11 +111,11 @@ class WebhookRepo(Repo):
             (endpoint_id, event_id, event_type, job_id, status_code, error, self.now_iso),
         )
         if error is None:
-            await self.conn.execute(
+            await self._changed(
                 "UPDATE webhook_endpoints SET failing_since=NULL WHERE id=?", (endpoint_id,)
             )
         else:
-            await self.conn.execute(
+            await self._changed(
                 "UPDATE webhook_endpoints SET failing_since=COALESCE(failing_since, ?) WHERE id=?",
                 (self.now_iso, endpoint_id),
             )

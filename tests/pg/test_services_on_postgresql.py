@@ -15,6 +15,7 @@ from tests.unit.test_event_retry import *  # noqa: F403
 from tests.unit.test_fleet import *  # noqa: F403
 from tests.unit.test_fulfilment import *  # noqa: F403
 from tests.unit.test_gifts import *  # noqa: F403
+from tests.unit.test_inbox_batch import *  # noqa: F403
 from tests.unit.test_licenses import *  # noqa: F403
 from tests.unit.test_lifecycle import *  # noqa: F403
 from tests.unit.test_notices import *  # noqa: F403
@@ -39,3 +40,5 @@ del test_subscription_events_in_reverse_and_twice_end_in_the_same_state  # noqa:
 del test_role_given_by_hand_is_never_removed  # noqa: F821
 del test_subscription_partial_refund_keeps_access  # noqa: F821
 del test_license_unknown_key_runs_the_same_queries_as_a_known_one  # noqa: F821
+del test_inbox_applies_a_batch_in_one_commit  # noqa: F821
+del test_checkout_event_costs_at_most_the_pinned_statements  # noqa: F821
