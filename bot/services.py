@@ -109,7 +109,13 @@ def build_services(
     domain = build_domain(settings)
     shop = ShopService(store, payments, settings, clock, domain.planner)
     worker = DeliveryWorker(
-        store, discord, clock, domain.planner, vault=vault, on_outcome=on_job_outcome
+        store,
+        discord,
+        clock,
+        domain.planner,
+        vault=vault,
+        on_outcome=on_job_outcome,
+        shards=shards,
     )
     store.on_jobs_due = worker.wake
     inbox = Inbox(store, payments, domain.dispatcher, worker.wake)
