@@ -3,7 +3,8 @@
 `.venv/bin/python -m bench.all [--quick] [--runs N] [--json PATH]`
 
 Runs bench.webhook_ingest, bench.payment_to_role at 200 purchases/s (the issue's load),
-bench.ratelimited_drain, bench.memory, bench.license_validate and bench.reconcile one after
+bench.ratelimited_drain, bench.memory, bench.license_validate, bench.reconcile and
+bench.scale_out (1, 2, 4 processes on PostgreSQL) one after
 another (each its own process, each writing JSON), then prints one table: measure, result,
 target, met. `--quick` runs every smoke version (CI: fails only when a benchmark itself
 fails, i.e. the path breaks); the full run takes about 10 minutes. Exit status 1 if a
@@ -144,6 +145,24 @@ BENCHES: list[tuple[str, list[str], list[Check]]] = [
                     r["exact fixes in every run"]
                     and r["member list calls (median)"] <= r["members (median)"] / 1000 + 2
                 ),
+            ),
+        ],
+    ),
+    (
+        "scale_out",
+        [],
+        [
+            (
+                "scale-out on PostgreSQL: deliveries/s and start-up per process count",
+                lambda r: "; ".join(v for k, v in r.items() if k.endswith(": summary")),
+                "report",
+                lambda r: None,
+            ),
+            (
+                "scale-out: each job once, one role PUT each, owner only, in order, no 429",
+                lambda r: "all met" if r["every check met"] else "see bench.scale_out output",
+                "all met",
+                lambda r: r["every check met"],
             ),
         ],
     ),
