@@ -3,11 +3,13 @@
 `.venv/bin/python -m bench.all [--quick] [--runs N] [--json PATH]`
 
 Runs bench.webhook_ingest, bench.payment_to_role at 200 purchases/s (the issue's load),
-bench.ratelimited_drain, bench.memory, bench.license_validate and bench.reconcile one after
+bench.ratelimited_drain, bench.memory, bench.license_validate, bench.reconcile and
+bench.scale_out (1, 2, 4 processes on PostgreSQL) one after
 another (each its own process, each writing JSON), then prints one table: measure, result,
 target, met. `--quick` runs every smoke version (CI: fails only when a benchmark itself
-fails, i.e. the path breaks); the full run takes about 10 minutes. Exit status 1 if a
-benchmark failed; a missed target is reported in the table, not as a failure.
+fails, i.e. the path breaks); the full run takes about 25 minutes (scale_out ~15 of
+them). Exit status 1 if a benchmark failed; a missed target is reported in the table, not
+as a failure.
 """
 
 from __future__ import annotations
@@ -144,6 +146,24 @@ BENCHES: list[tuple[str, list[str], list[Check]]] = [
                     r["exact fixes in every run"]
                     and r["member list calls (median)"] <= r["members (median)"] / 1000 + 2
                 ),
+            ),
+        ],
+    ),
+    (
+        "scale_out",
+        ["--orders", "5000"],  # the 30,000 default takes ~25 min per process count here
+        [
+            (
+                "scale-out on PostgreSQL: deliveries/s and start-up per process count",
+                lambda r: "; ".join(v for k, v in r.items() if k.endswith(": summary")),
+                "report",
+                lambda r: None,
+            ),
+            (
+                "scale-out: each job once, one role PUT each, owner only, in order, no 429",
+                lambda r: "all met" if r["every check met"] else "see bench.scale_out output",
+                "all met",
+                lambda r: r["every check met"],
             ),
         ],
     ),

@@ -25,6 +25,12 @@ def _snowflake_or_zero(value: str | None) -> int:
     return int(value) if value and value.isdigit() else 0
 
 
+def _local_port(request: web.Request) -> int:
+    """The port of ours the request came in on (0 when the transport is gone)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return int(sockname[1]) if sockname else 0
+
+
 class Pipeline:
     """Wraps every `/api/v10` handler; everything observable lands on the FakeDiscord."""
 
@@ -52,6 +58,7 @@ class Pipeline:
             time=asyncio.get_running_loop().time(),
             files=body.files,
             form=mask_form(body.form) if body.form is not None else None,
+            port=_local_port(request),
         )
         request[R.BODY_KEY], request[R.RECORD_KEY] = body, record
         self._validate(request, record, body)

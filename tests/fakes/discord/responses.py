@@ -137,6 +137,8 @@ class RequestRecord:
     files: list[UploadedFile] = field(default_factory=list)
     #: A form body (OAuth2 token requests), `client_secret` masked.
     form: dict[str, str] | None = None
+    #: The fake's port the request arrived on (`FakeDiscord.add_listener`: which process).
+    port: int = 0
 
     @property
     def reason(self) -> str | None:

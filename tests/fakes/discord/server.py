@@ -145,6 +145,18 @@ class FakeDiscord(StateMixin, InteractionMixin, EntitlementMixin):
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
 
+    async def add_listener(self) -> str:
+        """Serve the same Discord on one more free port; its REST base (`api_base`).
+
+        Several bot processes given one listener each share one Discord, and every
+        RequestRecord's `port` tells which process sent it (real Discord is one host;
+        this is only how a test tells its own processes apart)."""
+        assert self._runner is not None, "start() first"
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://{self.host}:{port}{API_PREFIX}"
+
     async def stop(self) -> None:
         """Close sockets and the server."""
         await self.gateway.close_all()
