@@ -152,16 +152,16 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Forever: requeue jobs a crash left running, then dispatch due jobs per guild.
 
-        On SQLite the process is alone (bot/store/db.py `hold_exclusively`), so every job
-        left `running` was its own and runs again now. On PostgreSQL other processes may be
-        running theirs: a job left by a dead process is claimed again when its lease ends.
+        This process runs its guilds alone (SQLite: it holds the file; PostgreSQL: it holds
+        a lease on each of its shards before it starts, bot/fleet.py `ShardClaims`), so a job
+        of its guilds left `running` was a dead process's: it runs again now, first in its
+        guild's lane as before, and the dead holder's fencing token no longer records it.
         """
         await self.discord.wait_ready()
-        if self.store.dialect == "sqlite":
-            async with self.store.transaction() as tx:
-                requeued = await tx.jobs.requeue_running()
-            if requeued:
-                log.info("requeued %d jobs left running by a previous process", requeued)
+        async with self.store.transaction() as tx:
+            requeued = await tx.jobs.requeue_running(self.shards)
+        if requeued:
+            log.info("requeued %d jobs left running by a previous process", requeued)
         heartbeat = self._tasks.start(self._renew_leases(), name="delivery-leases")
         try:
             last_expiry = None
