@@ -415,11 +415,10 @@ class ShardedShopBot(ShopBot, commands.AutoShardedBot):
         self._shards_up: set[int] = set()
         self._shards_seen: set[int] = set()  # READY at least once
         shards = settings.discord.shards
-        #: This process's share of Discord's global limit (None: it runs every shard).
-        self.request_window: RequestWindow | None = None
-        if not shards.everything:
-            self.request_window = RequestWindow(global_share(len(shards.ids), shards.count))
-            self._limit_requests(self.request_window)
+        #: This process's share of Discord's global limit (all of it when it runs every
+        #: shard: discord.py only reacts to a global 429, it does not keep under the limit).
+        self.request_window = RequestWindow(global_share(len(shards.ids), shards.count))
+        self._limit_requests(self.request_window)
 
     def _limit_requests(self, window: RequestWindow) -> None:
         """Every REST request but interaction answers (which Discord does not count against
@@ -456,12 +455,11 @@ class ShardedShopBot(ShopBot, commands.AutoShardedBot):
             ",".join(map(str, shards.ids)), shards.count, recommended,
             self.identify_gate.max_concurrency, limit["remaining"], limit["total"],
         )  # fmt: skip
-        if self.request_window is not None:
-            log.info(
-                "this process sends at most %d Discord requests/s: its %d of %d shards' "
-                "share of the global %d",
-                self.request_window.per_second, len(shards.ids), shards.count, GLOBAL_LIMIT,
-            )  # fmt: skip
+        log.info(
+            "this process sends at most %d Discord requests/s: its %d of %d shards' "
+            "share of the global %d (less a tenth kept back)",
+            self.request_window.per_second, len(shards.ids), shards.count, GLOBAL_LIMIT,
+        )  # fmt: skip
         if limit["remaining"] < len(shards.ids):
             log.warning(
                 "Discord allows %d more session starts for %.0f min; this process needs %d",
