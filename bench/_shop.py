@@ -19,9 +19,9 @@ from pathlib import Path
 from bench._common import Signed, fakes, migrate, start_bot
 from bot.clock import iso
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.stripe import FakeStripe, encode_event, sign_payload
-from tests.fakes.stripe.webhooks import STRIPE_WEBHOOK_HEADERS
-from tests.harness import WEBHOOK_SECRET, BotProcess
+from tests.fakes.stripe import FakeStripe
+from tests.fleet import signed_completions
+from tests.harness import BotProcess
 
 USER_BASE = 300_000_000_000_000_000  # member ids: USER_BASE + i (snowflake-sized)
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -166,15 +166,7 @@ class Prefill:
 
 def paid_events(stripe: FakeStripe, sessions: Sequence[str]) -> list[Signed]:
     """FakeStripe completes each checkout; the `checkout.session.completed` events, signed."""
-    signed = []
-    for session_id in sessions:
-        payload = encode_event(stripe.complete_checkout(session_id))
-        headers = {
-            **STRIPE_WEBHOOK_HEADERS,
-            "Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET),
-        }
-        signed.append((payload, headers))
-    return signed
+    return signed_completions(stripe, sessions)
 
 
 @dataclass

@@ -174,9 +174,15 @@ async def prefill(
 
 def paid_events(stripe: FakeStripe, purchases: Sequence[Purchase]) -> list[Signed]:
     """FakeStripe completes each checkout; the `checkout.session.completed` events, signed."""
+    return signed_completions(stripe, [purchase.session_id for purchase in purchases])
+
+
+def signed_completions(stripe: FakeStripe, sessions: Sequence[str]) -> list[Signed]:
+    """FakeStripe completes each Checkout Session; the events, signed as Stripe signs them
+    (also bench/_shop.py's)."""
     signed = []
-    for purchase in purchases:
-        payload = encode_event(stripe.complete_checkout(purchase.session_id))
+    for session_id in sessions:
+        payload = encode_event(stripe.complete_checkout(session_id))
         headers = {
             **STRIPE_WEBHOOK_HEADERS,
             "Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET),
