@@ -20,12 +20,11 @@ from bench._common import Signed, fakes, migrate, start_bot
 from bot.clock import iso
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.stripe import FakeStripe
-from tests.fleet import signed_completions
+from tests.fleet import open_checkout, signed_completions
 from tests.harness import BotProcess
 
 USER_BASE = 300_000_000_000_000_000  # member ids: USER_BASE + i (snowflake-sized)
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-PUBLIC = "http://127.0.0.1"
 
 
 def add_members(
@@ -93,34 +92,7 @@ class Prefill:
         rows, sessions = [], []
         for n, buyer in enumerate(buyers):
             order_id = first + n
-            meta = {
-                "order_id": str(order_id),
-                "guild_id": str(guild_id),
-                "user_id": str(buyer),
-                "recipient_id": str(buyer),
-                "product_id": str(product_id),
-            }
-            session = stripe.create_checkout_session(
-                {
-                    "mode": "payment",
-                    "line_items": [
-                        {
-                            "price_data": {
-                                "currency": "usd",
-                                "unit_amount": 499,
-                                "product_data": {"name": "VIP"},
-                            },
-                            "quantity": 1,
-                        }
-                    ],
-                    "client_reference_id": str(order_id),
-                    "metadata": meta,
-                    "success_url": f"{PUBLIC}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
-                    "cancel_url": f"{PUBLIC}/checkout/cancel?order={order_id}",
-                    "expires_at": int(expires.timestamp()),
-                    "payment_intent_data": {"metadata": meta},
-                }
-            )
+            session = open_checkout(stripe, order_id, guild_id, buyer, product_id, 499, expires)
             sessions.append(session["id"])
             row = (order_id, guild_id, buyer, buyer, product_id, session["id"], session["url"])
             rows.append((*row, iso(expires), self.now, self.now))

@@ -88,6 +88,47 @@ class Purchase:
     session_id: str
 
 
+def open_checkout(
+    stripe: FakeStripe,
+    order_id: int,
+    guild_id: int,
+    buyer: int,
+    product_id: int,
+    amount: int,
+    expires: datetime,
+) -> dict[str, Any]:
+    """The Checkout Session `/buy` opens for a pending order (its metadata as the bot writes
+    it), in FakeStripe (also bench/_shop.py's)."""
+    meta = {
+        "order_id": str(order_id),
+        "guild_id": str(guild_id),
+        "user_id": str(buyer),
+        "recipient_id": str(buyer),
+        "product_id": str(product_id),
+    }
+    return stripe.create_checkout_session(
+        {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": amount,
+                        "product_data": {"name": "VIP"},
+                    },
+                    "quantity": 1,
+                }
+            ],
+            "client_reference_id": str(order_id),
+            "metadata": meta,
+            "success_url": f"{PUBLIC}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
+            "cancel_url": f"{PUBLIC}/checkout/cancel?order={order_id}",
+            "expires_at": int(expires.timestamp()),
+            "payment_intent_data": {"metadata": meta},
+        }
+    )
+
+
 async def prefill(
     url: str, discord: FakeDiscord, stripe: FakeStripe, guild_ids: Sequence[int], orders: int
 ) -> list[Purchase]:
@@ -113,33 +154,8 @@ async def prefill(
         guild_id = guild_ids[(order_id - 1) % len(guild_ids)]
         buyer = USER_BASE + order_id
         discord.add_member(guild_id, buyer, dispatch=False)
-        meta = {
-            "order_id": str(order_id),
-            "guild_id": str(guild_id),
-            "user_id": str(buyer),
-            "recipient_id": str(buyer),
-            "product_id": str(product_of[guild_id]),
-        }
-        session = stripe.create_checkout_session(
-            {
-                "mode": "payment",
-                "line_items": [
-                    {
-                        "price_data": {
-                            "currency": "usd",
-                            "unit_amount": PRICE,
-                            "product_data": {"name": "VIP"},
-                        },
-                        "quantity": 1,
-                    }
-                ],
-                "client_reference_id": str(order_id),
-                "metadata": meta,
-                "success_url": f"{PUBLIC}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
-                "cancel_url": f"{PUBLIC}/checkout/cancel?order={order_id}",
-                "expires_at": int(expires.timestamp()),
-                "payment_intent_data": {"metadata": meta},
-            }
+        session = open_checkout(
+            stripe, order_id, guild_id, buyer, product_of[guild_id], PRICE, expires
         )
         row = (order_id, guild_id, buyer, buyer, product_of[guild_id], PRICE, "usd", "pending")
         rows.append((*row, session["id"], session["url"], iso(expires), now, now))
